@@ -1,0 +1,197 @@
+//! Wiring: builds every part from a [`Config`], starts the listeners and background tasks, and
+//! shuts them down in order. `vigil run`, `vigil demo`, benches and in-process tests start here.
+//!
+//! Shutdown order: readiness goes false, the data path stops accepting and drains (in-flight
+//! exchanges finish), the capture queue empties into analysis, then the control plane stops.
+
+use crate::capture::{self, LatencyBook};
+use crate::config::Config;
+use crate::control::{Admin, Auth, Caller};
+use crate::proxy::{self, server::ServerOptions, Readiness};
+use crate::routes::{RouteTable, Routes, StateFile};
+use crate::store::audit::AuditLog;
+use crate::telemetry::{self, HotCounters};
+use bytes::Bytes;
+use http_body_util::Empty;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Why vigil could not start. Printed as is; exit code 2 for config, 1 otherwise.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("cannot use the state dir {dir} (state.dir): {why}")]
+    StateDir { dir: String, why: String },
+    #[error("cannot listen on {addr} ({key}): {source}")]
+    Listen { key: &'static str, addr: SocketAddr, source: std::io::Error },
+    #[error("{0}")]
+    Routes(String),
+}
+
+/// A running vigil.
+pub struct App {
+    pub proxy_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub routes: Arc<RouteTable>,
+    pub readiness: Arc<Readiness>,
+    stop_proxy: CancellationToken,
+    stop_admin: CancellationToken,
+    proxy_task: JoinHandle<bool>,
+    admin_task: JoinHandle<bool>,
+    consumer_task: JoinHandle<()>,
+    background: Vec<JoinHandle<()>>,
+}
+
+pub async fn start(config: Config) -> Result<App, StartError> {
+    let prometheus = telemetry::install();
+    let dir = &config.state.dir;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| StartError::StateDir { dir: dir.display().to_string(), why: e.to_string() })?;
+    let state_file = StateFile::in_dir(dir);
+    let saved = state_file.load().map_err(|why| StartError::StateDir { dir: dir.display().to_string(), why })?;
+    let (routes, notes) = Routes::from_config(&config, saved).map_err(|e| StartError::Routes(e.to_string()))?;
+    for note in notes {
+        tracing::warn!("{note}");
+    }
+    Admin::publish_routes(&routes);
+    let routes: Arc<RouteTable> = Arc::new(RouteTable::from_pointee(routes));
+
+    let counters = Arc::new(HotCounters::new());
+    let latency = Arc::new(LatencyBook::default());
+    let (sink, consumer_task) = if config.capture.enabled {
+        let (sink, rx) =
+            capture::channel(config.capture.queue_capacity, config.capture.max_body_bytes, counters.clone());
+        (Some(sink), tokio::spawn(capture::run_consumer(rx, latency.clone())))
+    } else {
+        (None, tokio::spawn(async {}))
+    };
+    let readiness = Arc::new(Readiness::default());
+    metrics::gauge!(telemetry::READY).set(0.0);
+
+    let bind = |key: &'static str, addr: SocketAddr| async move {
+        TcpListener::bind(addr).await.map_err(|source| StartError::Listen { key, addr, source })
+    };
+    let proxy_listener = bind("proxy.listen", config.proxy.listen).await?;
+    let admin_listener = bind("admin.listen", config.admin.listen).await?;
+    let proxy_addr = proxy_listener.local_addr().expect("bound socket has an address");
+    let admin_addr = admin_listener.local_addr().expect("bound socket has an address");
+
+    let opts = ServerOptions {
+        header_read_timeout: config.proxy.header_read_timeout,
+        drain_timeout: config.proxy.drain_timeout,
+    };
+    let (stack, admission) = proxy::stack(&config.proxy, routes.clone(), sink, readiness.clone(), counters);
+    let stop_proxy = CancellationToken::new();
+    let hyper_stack = hyper_util::service::TowerToHyperService::new(stack);
+    let proxy_task = tokio::spawn(proxy::server::serve(
+        proxy_listener,
+        move |_| hyper_stack.clone(),
+        opts.clone(),
+        stop_proxy.clone().cancelled_owned(),
+    ));
+
+    let admin = Arc::new(Admin {
+        routes: routes.clone(),
+        editor: tokio::sync::Mutex::new(()),
+        state_file,
+        audit: Arc::new(AuditLog::in_dir(dir)),
+        auth: Auth::new(config.admin_token()?),
+        readiness: readiness.clone(),
+        prometheus: prometheus.clone(),
+        latency,
+        admission,
+    });
+    let stop_admin = CancellationToken::new();
+    let admin_task = tokio::spawn(proxy::server::serve(
+        admin_listener,
+        move |remote| {
+            let admin = admin.clone();
+            hyper::service::service_fn(move |req| admin.clone().handle(req, Caller { remote }))
+        },
+        ServerOptions { drain_timeout: Duration::from_secs(5), ..opts },
+        stop_admin.clone().cancelled_owned(),
+    ));
+
+    let background = vec![
+        tokio::spawn(probe_until_ready(
+            routes.clone(),
+            readiness.clone(),
+            config.readiness.probe_path.clone(),
+            config.readiness.probe_interval,
+            config.proxy.connect_timeout,
+        )),
+        tokio::spawn(async move {
+            // The exporter's histograms need periodic upkeep to drain their buffers.
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                prometheus.run_upkeep();
+            }
+        }),
+    ];
+    tracing::info!(proxy = %proxy_addr, admin = %admin_addr, active = %routes.load().active().name, "vigil listening");
+    Ok(App {
+        proxy_addr,
+        admin_addr,
+        routes,
+        readiness,
+        stop_proxy,
+        stop_admin,
+        proxy_task,
+        admin_task,
+        consumer_task,
+        background,
+    })
+}
+
+impl App {
+    /// Drains and stops everything. Returns false when connections outlived the drain timeout.
+    pub async fn shutdown(self) -> bool {
+        self.readiness.mark_draining();
+        self.stop_proxy.cancel();
+        let drained = self.proxy_task.await.unwrap_or(false);
+        // Connections are gone, so is every capture sink: the consumer finishes the queue and ends.
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.consumer_task).await;
+        for t in &self.background {
+            t.abort();
+        }
+        self.stop_admin.cancel();
+        let _ = self.admin_task.await;
+        drained
+    }
+}
+
+/// Asks the active version's `probe_path` until it answers below 500, or live traffic got an answer.
+async fn probe_until_ready(
+    routes: Arc<RouteTable>,
+    readiness: Arc<Readiness>,
+    path: String,
+    interval: Duration,
+    timeout: Duration,
+) {
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    while !readiness.has_answered() {
+        let uri = routes.load().active().url.uri_for(path.parse().ok().as_ref());
+        if let Ok(uri) = uri {
+            let probe = tokio::time::timeout(timeout.max(Duration::from_secs(1)), client.get(uri)).await;
+            match probe {
+                Ok(Ok(res)) if res.status().as_u16() < 500 => {
+                    tracing::info!(status = res.status().as_u16(), "upstream answered the readiness probe");
+                    readiness.mark_answered();
+                    return;
+                }
+                Ok(Ok(res)) => tracing::debug!(status = res.status().as_u16(), "upstream not ready yet"),
+                Ok(Err(e)) => tracing::debug!(error = %e, "upstream not reachable yet"),
+                Err(_) => tracing::debug!("readiness probe timed out"),
+            }
+        }
+        tokio::time::sleep(interval).await;
+    }
+}

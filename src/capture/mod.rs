@@ -1,0 +1,119 @@
+//! Capture: what the tap saw of one exchange, the bounded queue that carries it off the hot path,
+//! and the consumer loop that turns captures into latency histograms (and, later, analysis).
+//!
+//! Owns: [`Capture`], [`CaptureSink`] (the only thing the data path touches: `try_send`), the
+//! consumer task and the HDR latency book. May not touch: routes, sockets.
+//! Architecture invariant: the data path never waits on this module. A full queue drops the
+//! capture and counts it; nothing here can slow a client.
+
+mod latency;
+
+pub use latency::{LatencyBook, LatencySummary};
+
+use crate::telemetry;
+use bytes::Bytes;
+use http::Method;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::sync::mpsc;
+
+/// How an exchange ended, from the client's point of view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The whole response reached hyper's write buffer.
+    Complete,
+    /// The client went away before the response ended.
+    ClientAborted,
+    /// The upstream failed while streaming the response body.
+    UpstreamBodyError,
+    /// vigil answered itself (upstream unreachable, timeout, ...); see the status.
+    VigilError,
+}
+
+/// Bytes of one body as the tap saw them, up to the capture cap.
+#[derive(Debug, Clone, Default)]
+pub struct CapturedBody {
+    pub bytes: Bytes,
+    /// Bytes that passed, including those beyond the cap.
+    pub seen: u64,
+}
+
+impl CapturedBody {
+    pub fn truncated(&self) -> bool {
+        self.seen > self.bytes.len() as u64
+    }
+}
+
+/// One live exchange, as analysis receives it.
+#[derive(Debug, Clone)]
+pub struct Capture {
+    pub request_id: Arc<str>,
+    pub version: Arc<str>,
+    pub method: Method,
+    /// Path and query as the client sent them.
+    pub path: String,
+    pub status: u16,
+    pub outcome: Outcome,
+    pub request: CapturedBody,
+    pub response: CapturedBody,
+    /// Wall-clock time the request headers arrived.
+    pub started_at: SystemTime,
+    pub timings: Timings,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Timings {
+    /// Request headers received to last response byte handed to the client connection.
+    pub total: Duration,
+    /// Request sent upstream to upstream response headers received.
+    pub upstream: Duration,
+    /// Request headers received to the first response byte (headers) handed to the client connection.
+    pub ttfb: Duration,
+}
+
+/// The sending side of the capture queue. Cheap to share; never blocks.
+#[derive(Clone)]
+pub struct CaptureSink {
+    tx: mpsc::Sender<Capture>,
+    counters: Arc<telemetry::HotCounters>,
+    max_body_bytes: usize,
+}
+
+impl CaptureSink {
+    pub fn max_body_bytes(&self) -> usize {
+        self.max_body_bytes
+    }
+
+    /// Hands a capture to analysis, or drops and counts it when the queue is full.
+    pub fn offer(&self, capture: Capture) {
+        match self.tx.try_send(capture) {
+            Ok(()) => self.counters.captures_total.increment(1),
+            Err(_) => self.counters.captures_dropped.increment(1),
+        }
+    }
+}
+
+/// Creates the queue: the sink for the data path, the receiver for [`run_consumer`].
+pub fn channel(
+    capacity: usize,
+    max_body_bytes: usize,
+    counters: Arc<telemetry::HotCounters>,
+) -> (CaptureSink, mpsc::Receiver<Capture>) {
+    let (tx, rx) = mpsc::channel(capacity);
+    (CaptureSink { tx, counters, max_body_bytes }, rx)
+}
+
+/// The analysis consumer: runs until every sink is dropped and the queue is empty.
+pub async fn run_consumer(mut rx: mpsc::Receiver<Capture>, book: Arc<LatencyBook>) {
+    let truncated = metrics::counter!(telemetry::CAPTURES_TRUNCATED);
+    let mut batch = Vec::with_capacity(256);
+    while rx.recv_many(&mut batch, 256).await > 0 {
+        for capture in batch.drain(..) {
+            if capture.request.truncated() || capture.response.truncated() {
+                truncated.increment(1);
+            }
+            book.record(&capture);
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! Configuration errors that name the key, the value and what was expected.
+
+use std::fmt;
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{origin}: TOML syntax error at line {line}, column {column}: {message}")]
+    Syntax { origin: String, line: usize, column: usize, message: String },
+    #[error("{0}")]
+    Invalid(Invalid),
+}
+
+/// One bad key: where it is, what it holds, what vigil wanted instead.
+#[derive(Debug)]
+pub struct Invalid {
+    pub key: String,
+    pub value: String,
+    pub expected: String,
+    /// `file:line` when the value came from a file.
+    pub location: Option<String>,
+}
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid config key `{}`: value {} but expected {}", self.key, self.value, self.expected)?;
+        if let Some(loc) = &self.location {
+            write!(f, " (at {loc})")?;
+        }
+        Ok(())
+    }
+}
+
+impl ConfigError {
+    pub fn invalid(key: &str, value: &str, expected: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid(Invalid {
+            key: key.to_owned(),
+            value: format!("{value:?}"),
+            expected: expected.into(),
+            location: None,
+        })
+    }
+
+    pub(super) fn syntax(origin: &str, text: &str, e: &toml::de::Error) -> ConfigError {
+        let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
+        ConfigError::Syntax { origin: origin.to_owned(), line, column, message: e.message().trim().to_owned() }
+    }
+
+    pub(super) fn from_serde(origin: &str, text: &str, e: serde_path_to_error::Error<toml::de::Error>) -> ConfigError {
+        let key = match e.path().to_string() {
+            p if p == "." || p.is_empty() => "(top level)".to_owned(),
+            p => p,
+        };
+        let inner = e.into_inner();
+        let (value, location) = match inner.span() {
+            Some(span) => {
+                let (line, _) = line_col(text, span.start);
+                let raw = text.get(span.clone()).unwrap_or("").trim();
+                (raw.to_owned(), Some(format!("{origin}:{line}")))
+            }
+            None => (String::new(), Some(origin.to_owned())),
+        };
+        let message = inner.message().trim().to_owned();
+        ConfigError::Invalid(Invalid {
+            key,
+            value: if value.is_empty() { "(missing)".into() } else { value },
+            expected: expected_from_serde(&message),
+            location,
+        })
+    }
+}
+
+/// serde says "invalid type: string \"x\", expected usize"; keep the part that says what was wanted.
+fn expected_from_serde(message: &str) -> String {
+    match message.split_once(", expected ") {
+        Some((_, wanted)) => wanted.to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rfind('\n').map(|i| offset - i).unwrap_or(offset + 1);
+    (line, column)
+}

@@ -1,0 +1,143 @@
+//! The control plane: health, readiness, metrics and the admin API, on its own listener.
+//!
+//! Owns: the admin router, token auth, JSON errors, and the one place that stores into the routes
+//! table. May not touch: the data path's connections or the capture queue.
+//! Architecture invariant: every mutation is audited before it takes effect, and mutations are
+//! serialized (one editor at a time), so the audit trail reads in the order changes happened.
+
+mod auth;
+mod reply;
+mod versions;
+
+pub use auth::Auth;
+pub use reply::ApiError;
+
+use crate::capture::LatencyBook;
+use crate::proxy::admission::AdmissionState;
+use crate::proxy::Readiness;
+use crate::routes::{RouteTable, Routes, StateFile};
+use crate::store::audit::AuditLog;
+use crate::telemetry::ProcessStats;
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use metrics_exporter_prometheus::PrometheusHandle;
+use reply::json;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Everything the admin API reads or changes.
+pub struct Admin {
+    pub routes: Arc<RouteTable>,
+    pub editor: tokio::sync::Mutex<()>,
+    pub state_file: StateFile,
+    pub audit: Arc<AuditLog>,
+    pub auth: Auth,
+    pub readiness: Arc<Readiness>,
+    pub prometheus: PrometheusHandle,
+    pub latency: Arc<LatencyBook>,
+    pub admission: Arc<AdmissionState>,
+}
+
+pub type AdminResponse = Response<Full<Bytes>>;
+
+/// The caller of one admin request.
+pub struct Caller {
+    pub remote: SocketAddr,
+}
+
+impl Admin {
+    /// Publishes the gauges that describe a routing snapshot.
+    pub fn publish_routes(routes: &Routes) {
+        for v in routes.versions() {
+            let active = Arc::ptr_eq(v, routes.active());
+            v.metrics.active_gauge().set(if active { 1.0 } else { 0.0 });
+            v.metrics.share_gauge().set(routes.traffic_share(&v.name) as f64 / 100.0);
+        }
+    }
+
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, caller: Caller) -> Result<AdminResponse, Infallible> {
+        let res = match self.route(req, &caller).await {
+            Ok(res) => res,
+            Err(e) => e.into_response(),
+        };
+        Ok(res)
+    }
+
+    async fn route(&self, req: Request<Incoming>, caller: &Caller) -> Result<AdminResponse, ApiError> {
+        let path = req.uri().path().trim_end_matches('/').to_owned();
+        let segments: Vec<&str> = path.split('/').skip(1).collect();
+        let method = req.method().clone();
+        match (segments.as_slice(), &method) {
+            (["healthz"], &Method::GET) => Ok(json(StatusCode::OK, &serde_json::json!({"status": "ok"}))),
+            (["readyz"], &Method::GET) => Ok(self.readyz()),
+            (["metrics"], &Method::GET) => Ok(self.metrics()),
+            (["admin", "versions"], &Method::GET) => Ok(json(StatusCode::OK, &self.routes.load().view())),
+            (["admin", "versions", name], &Method::GET) => versions::get(self, name),
+            (["admin", "versions", name], &Method::PUT) => {
+                let name = (*name).to_owned();
+                versions::put(self, &name, req, caller).await
+            }
+            (["admin", "versions", name], &Method::DELETE) => {
+                let name = (*name).to_owned();
+                versions::delete(self, &name, req, caller).await
+            }
+            (["admin", "versions", name, "activate"], &Method::POST) => {
+                let name = (*name).to_owned();
+                versions::activate(self, &name, req, caller).await
+            }
+            (["admin", "rollback"], &Method::POST) => versions::rollback(self, req, caller).await,
+            (["admin", "latency"], &Method::GET) => {
+                Ok(json(StatusCode::OK, &serde_json::json!({"unit": "ms", "versions": self.latency.summary()})))
+            }
+            _ => Err(not_found_or_method(&segments, &method)),
+        }
+    }
+
+    fn readyz(&self) -> AdminResponse {
+        let r = &self.readiness;
+        if r.is_ready() {
+            json(StatusCode::OK, &serde_json::json!({"ready": true}))
+        } else {
+            let reason = if r.is_draining() { "draining" } else { "no upstream has answered yet" };
+            json(StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({"ready": false, "reason": reason}))
+        }
+    }
+
+    fn metrics(&self) -> AdminResponse {
+        let mut out = self.prometheus.render();
+        if let Some(p) = ProcessStats::read("self") {
+            p.render(&mut out);
+        }
+        let mut res = Response::new(Full::new(Bytes::from(out)));
+        res.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
+        res
+    }
+}
+
+/// Known paths and the methods they take, for 404 vs 405.
+fn not_found_or_method(segments: &[&str], method: &Method) -> ApiError {
+    let allowed: &[&str] = match segments {
+        ["healthz"] | ["readyz"] | ["metrics"] | ["admin", "versions"] | ["admin", "latency"] => &["GET"],
+        ["admin", "versions", _] => &["GET", "PUT", "DELETE"],
+        ["admin", "versions", _, "activate"] | ["admin", "rollback"] => &["POST"],
+        _ => {
+            return ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no route {} /{}", method, segments.join("/")),
+            )
+        }
+    };
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed here; use {}", allowed.join(", ")),
+    )
+    .with_allow(allowed.join(", "))
+}

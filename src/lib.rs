@@ -1,0 +1,11 @@
+//! vigil: an inference sidecar proxy. See ARCHITECTURE.md for the map.
+
+pub mod app;
+pub mod capture;
+pub mod config;
+pub mod control;
+pub mod demo;
+pub mod proxy;
+pub mod routes;
+pub mod store;
+pub mod telemetry;

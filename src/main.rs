@@ -1,0 +1,202 @@
+//! The `vigil` command: `run`, `demo`, `check-config`.
+
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use vigil::config::{Config, LogFormat, Overrides};
+
+#[derive(Parser)]
+#[command(
+    name = "vigil",
+    version,
+    about = "Inference sidecar proxy: forwards to your model server, watches every exchange"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve: proxy on --listen, control plane on --admin-listen.
+    Run(RunArgs),
+    /// A built-in model server (two versions), vigil in front of it, and light traffic.
+    Demo(DemoArgs),
+    /// Validate a config file and print the effective configuration's summary.
+    CheckConfig {
+        /// The TOML file to check.
+        file: PathBuf,
+    },
+    /// Serve the built-in demo model alone (a fast V2 upstream for tests and benchmarks).
+    #[command(hide = true)]
+    DemoModel {
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        listen: SocketAddr,
+        /// v1 or v2.
+        #[arg(long = "model-version", default_value = "v1")]
+        model_version: String,
+        #[arg(long, default_value = "demo")]
+        model: String,
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+    },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// TOML config file (every key documented in config/vigil.toml).
+    #[arg(long, short = 'c')]
+    config: Option<PathBuf>,
+    /// Proxy listen address (proxy.listen).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Control-plane listen address (admin.listen).
+    #[arg(long)]
+    admin_listen: Option<SocketAddr>,
+    /// An upstream version, NAME=URL; repeat for several. Replaces the file's [[versions]].
+    #[arg(long = "upstream", value_name = "NAME=URL")]
+    upstreams: Vec<String>,
+    /// The active version (routing.active); default the first.
+    #[arg(long)]
+    active: Option<String>,
+    /// Where state, audit trail and (later) logs live (state.dir).
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct DemoArgs {
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    #[arg(long, default_value = "127.0.0.1:9901")]
+    admin_listen: SocketAddr,
+    /// Requests per second of demo traffic (0: none).
+    #[arg(long, default_value_t = 20.0)]
+    rate: f64,
+    /// Stop after this long (e.g. 30s); default: until Ctrl-C.
+    #[arg(long)]
+    duration: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { file } => match Config::load(Some(&file), &Overrides::default()) {
+            Ok(c) => {
+                println!(
+                    "{}: ok: proxy on {}, admin on {}, {} version(s), active {:?}, state in {}",
+                    file.display(),
+                    c.proxy.listen,
+                    c.admin.listen,
+                    c.versions.len(),
+                    c.active_name(),
+                    c.state.dir.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("vigil: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Run(args) => {
+            let overrides = Overrides {
+                listen: args.listen,
+                admin_listen: args.admin_listen,
+                upstreams: args.upstreams,
+                active: args.active,
+                state_dir: args.state_dir,
+            };
+            let config = match Config::load(args.config.as_deref(), &overrides) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("vigil: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            init_logging(&config.log.format, &config.log.level);
+            runtime(config.runtime.worker_threads).block_on(run(config))
+        }
+        Command::Demo(args) => {
+            init_logging(&LogFormat::Text, "info");
+            let duration = match args.duration.as_deref().map(vigil::config::parse_duration).transpose() {
+                Ok(d) => d,
+                Err(e) => {
+                    eprintln!("vigil: --duration: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let opts = vigil::demo::DemoOptions {
+                listen: args.listen,
+                admin_listen: args.admin_listen,
+                rate: args.rate,
+                duration,
+            };
+            runtime(0).block_on(vigil::demo::run(opts))
+        }
+        Command::DemoModel { listen, model_version, model, threads } => {
+            init_logging(&LogFormat::Text, "warn");
+            runtime(threads).block_on(async move {
+                let listener = match tokio::net::TcpListener::bind(listen).await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        eprintln!("vigil: cannot listen on {listen}: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                };
+                eprintln!("demo model {model} {model_version} listening on {}", listener.local_addr().unwrap());
+                vigil::demo::model::serve(listener, vigil::demo::model::DemoModel::new(&model, &model_version)).await;
+                ExitCode::SUCCESS
+            })
+        }
+    }
+}
+
+async fn run(config: Config) -> ExitCode {
+    let app = match vigil::app::start(config).await {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("vigil: {e}");
+            return match e {
+                vigil::app::StartError::Config(_) => ExitCode::from(2),
+                _ => ExitCode::FAILURE,
+            };
+        }
+    };
+    shutdown_signal().await;
+    tracing::info!("shutdown signal received: draining");
+    if app.shutdown().await {
+        tracing::info!("drained; bye");
+    } else {
+        tracing::warn!("drain timeout reached with connections still open");
+    }
+    ExitCode::SUCCESS
+}
+
+/// SIGTERM (Kubernetes) or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+fn runtime(worker_threads: usize) -> tokio::runtime::Runtime {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    if worker_threads > 0 {
+        b.worker_threads(worker_threads);
+    }
+    b.enable_all().thread_name("vigil-worker").build().expect("tokio runtime")
+}
+
+fn init_logging(format: &LogFormat, level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}

@@ -1,0 +1,283 @@
+//! Body wrappers that tee chunks into the capture as they stream, without holding them back.
+//!
+//! [`RequestBody`] wraps the client's body on its way upstream; [`ResponseBody`] wraps the
+//! upstream's body on its way to the client and, when it ends (or is dropped because the client
+//! left), assembles the [`Capture`] and offers it to the queue. Chunks are passed on unchanged;
+//! the tap keeps a reference-counted slice of the first chunk (no copy for single-chunk bodies)
+//! and copies later chunks only up to `capture.max_body_bytes`.
+
+use crate::capture::{Capture, CaptureSink, CapturedBody, Outcome, Timings};
+use bytes::{Bytes, BytesMut};
+use http::Method;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Instant, SystemTime};
+
+use super::admission::InFlightGuard;
+
+/// Accumulates up to `cap` bytes of a body.
+#[derive(Debug, Default)]
+pub(crate) struct Collected {
+    first: Option<Bytes>,
+    rest: Option<BytesMut>,
+    seen: u64,
+}
+
+impl Collected {
+    fn push(&mut self, chunk: &Bytes, cap: usize) {
+        let held = self.first.as_ref().map_or(0, Bytes::len) + self.rest.as_ref().map_or(0, BytesMut::len);
+        self.seen += chunk.len() as u64;
+        let room = cap.saturating_sub(held);
+        if room == 0 || chunk.is_empty() {
+            return;
+        }
+        let take = &chunk[..chunk.len().min(room)];
+        match (&self.first, &mut self.rest) {
+            (None, _) => self.first = Some(chunk.slice(..take.len())),
+            (Some(first), None) => {
+                let mut buf = BytesMut::with_capacity((first.len() + take.len()).min(cap));
+                buf.extend_from_slice(first);
+                buf.extend_from_slice(take);
+                self.rest = Some(buf);
+            }
+            (Some(_), Some(buf)) => buf.extend_from_slice(take),
+        }
+    }
+
+    fn take(&mut self) -> CapturedBody {
+        let bytes = match (self.rest.take(), self.first.take()) {
+            (Some(buf), _) => buf.freeze(),
+            (None, Some(first)) => first,
+            (None, None) => Bytes::new(),
+        };
+        CapturedBody { bytes, seen: self.seen }
+    }
+}
+
+/// What the request side of the tap shares with the response side.
+#[derive(Debug, Default)]
+pub(crate) struct RequestTap {
+    collected: Mutex<Collected>,
+    /// The client's body failed (it went away mid-upload, or sent bad chunking).
+    pub(crate) failed: AtomicBool,
+}
+
+/// The client's request body on its way upstream.
+pub struct RequestBody {
+    inner: Incoming,
+    tap: Option<(Arc<RequestTap>, usize)>,
+}
+
+impl RequestBody {
+    pub(crate) fn new(inner: Incoming, tap: Option<(Arc<RequestTap>, usize)>) -> RequestBody {
+        RequestBody { inner, tap }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Some((tap, cap)) = &this.tap {
+            match &polled {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Some(data) = frame.data_ref() {
+                        tap.collected.lock().unwrap().push(data, *cap);
+                    }
+                }
+                Poll::Ready(Some(Err(_))) => tap.failed.store(true, Ordering::Relaxed),
+                _ => {}
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Everything known about an exchange when its response starts; completed into a [`Capture`].
+pub(crate) struct ResponseTap {
+    pub sink: CaptureSink,
+    pub request: Option<Arc<RequestTap>>,
+    pub response: Collected,
+    pub request_id: Arc<str>,
+    pub version: Arc<str>,
+    pub method: Method,
+    pub path: String,
+    pub status: u16,
+    pub started_at: SystemTime,
+    pub start: Instant,
+    pub upstream: std::time::Duration,
+    pub ttfb: std::time::Duration,
+    pub done: bool,
+}
+
+impl ResponseTap {
+    fn finish(&mut self, outcome: Outcome) {
+        if std::mem::replace(&mut self.done, true) {
+            return;
+        }
+        let request = match &self.request {
+            Some(r) => r.collected.lock().unwrap().take(),
+            None => CapturedBody::default(),
+        };
+        self.sink.offer(Capture {
+            request_id: self.request_id.clone(),
+            version: self.version.clone(),
+            method: std::mem::take(&mut self.method),
+            path: std::mem::take(&mut self.path),
+            status: self.status,
+            outcome,
+            request,
+            response: self.response.take(),
+            started_at: self.started_at,
+            timings: Timings { total: self.start.elapsed(), upstream: self.upstream, ttfb: self.ttfb },
+        });
+    }
+}
+
+impl Drop for ResponseTap {
+    fn drop(&mut self) {
+        // Dropped before the end was seen: the client went away (or hyper stopped polling).
+        self.finish(Outcome::ClientAborted);
+    }
+}
+
+/// The response body vigil hands to hyper: the upstream's (tapped) or vigil's own.
+pub struct ResponseBody {
+    kind: Kind,
+    _guard: Option<InFlightGuard>,
+}
+
+#[allow(clippy::large_enum_variant)] // inline on purpose: one allocation fewer per request
+enum Kind {
+    Upstream { inner: Incoming, tap: Option<ResponseTap> },
+    Local(Option<Bytes>),
+}
+
+impl ResponseBody {
+    pub(crate) fn upstream(
+        inner: Incoming,
+        mut tap: Option<ResponseTap>,
+        guard: Option<InFlightGuard>,
+    ) -> ResponseBody {
+        if inner.is_end_stream() {
+            if let Some(t) = tap.as_mut() {
+                t.finish(Outcome::Complete);
+            }
+        }
+        ResponseBody { kind: Kind::Upstream { inner, tap }, _guard: guard }
+    }
+
+    pub fn local(bytes: Bytes) -> ResponseBody {
+        ResponseBody { kind: Kind::Local(Some(bytes)), _guard: None }
+    }
+
+    pub(crate) fn guarded(mut self, guard: Option<InFlightGuard>) -> ResponseBody {
+        self._guard = guard;
+        self
+    }
+}
+
+impl From<Bytes> for ResponseBody {
+    fn from(b: Bytes) -> Self {
+        ResponseBody::local(b)
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match &mut self.kind {
+            Kind::Local(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Upstream { inner, tap } => {
+                let polled = Pin::new(&mut *inner).poll_frame(cx);
+                if let Some(t) = tap.as_mut() {
+                    match &polled {
+                        Poll::Ready(Some(Ok(frame))) => {
+                            if let Some(data) = frame.data_ref() {
+                                let cap = t.sink.max_body_bytes();
+                                t.response.push(data, cap);
+                            }
+                            if inner.is_end_stream() {
+                                t.finish(Outcome::Complete);
+                            }
+                        }
+                        Poll::Ready(None) => t.finish(Outcome::Complete),
+                        Poll::Ready(Some(Err(_))) => t.finish(Outcome::UpstreamBodyError),
+                        Poll::Pending => {}
+                    }
+                }
+                polled
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Local(b) => b.is_none(),
+            Kind::Upstream { inner, .. } => inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Local(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            Kind::Local(None) => SizeHint::with_exact(0),
+            Kind::Upstream { inner, .. } => inner.size_hint(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Collected;
+    use bytes::Bytes;
+
+    #[test]
+    fn single_chunk_is_kept_without_copy() {
+        let chunk = Bytes::from_static(b"hello world");
+        let mut c = Collected::default();
+        c.push(&chunk, 1024);
+        let body = c.take();
+        assert_eq!(body.bytes, chunk);
+        assert_eq!(body.bytes.as_ptr(), chunk.as_ptr());
+        assert!(!body.truncated());
+    }
+
+    #[test]
+    fn chunks_are_joined_and_capped() {
+        let mut c = Collected::default();
+        for part in [&b"abcd"[..], b"efgh", b"ijkl"] {
+            c.push(&Bytes::copy_from_slice(part), 6);
+        }
+        let body = c.take();
+        assert_eq!(&body.bytes[..], b"abcdef");
+        assert_eq!(body.seen, 12);
+        assert!(body.truncated());
+    }
+
+    #[test]
+    fn zero_cap_keeps_nothing_but_counts() {
+        let mut c = Collected::default();
+        c.push(&Bytes::from_static(b"abc"), 0);
+        let body = c.take();
+        assert!(body.bytes.is_empty());
+        assert_eq!(body.seen, 3);
+    }
+}

@@ -1,0 +1,284 @@
+//! The data path: accept client connections, pick a version, forward the request, stream the
+//! answer back unchanged, and tap both bodies into a capture on the way.
+//!
+//! Owns: listeners and connections ([`server`]), the tower stack ([`stack`]), the upstream
+//! clients, body tees, and the errors vigil answers itself. May read the routes table and offer
+//! captures; may not await anything but the upstream.
+//! Architecture invariant: the only shared state touched per request is the routes `ArcSwap`
+//! (one `load`), the capture queue (`try_send`), and atomic counters.
+
+pub mod admission;
+pub mod body;
+mod client;
+pub mod error;
+pub mod headers;
+pub mod server;
+
+pub use client::Clients;
+
+use crate::capture::{Capture, CaptureSink, CapturedBody, Outcome, Timings};
+use crate::config::{ProxyConfig, UpstreamProtocol};
+use crate::routes::{RouteTable, Version};
+use crate::telemetry::HotCounters;
+use admission::{Admission, AdmissionLayer, Admitted, InFlightGuard};
+use body::{RequestBody, RequestTap, ResponseBody, ResponseTap};
+use error::{ErrorKind, ProxyError};
+use futures_util::future::BoxFuture;
+use headers::{X_REQUEST_ID, X_VIGIL_SHADOW};
+use http::{header, HeaderValue, Request, Response, Version as HttpVersion};
+use hyper::body::Incoming;
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime};
+
+/// Whether vigil should receive traffic: an upstream has answered, and vigil is not draining.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    answered: AtomicBool,
+    draining: AtomicBool,
+}
+
+impl Readiness {
+    pub fn mark_answered(&self) {
+        if !self.answered.load(Ordering::Relaxed) {
+            self.answered.store(true, Ordering::Relaxed);
+            metrics::gauge!(crate::telemetry::READY).set(if self.is_ready() { 1.0 } else { 0.0 });
+        }
+    }
+    pub fn mark_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+        metrics::gauge!(crate::telemetry::READY).set(0.0);
+    }
+    pub fn has_answered(&self) -> bool {
+        self.answered.load(Ordering::Relaxed)
+    }
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+    pub fn is_ready(&self) -> bool {
+        self.has_answered() && !self.is_draining()
+    }
+}
+
+struct Shared {
+    routes: Arc<RouteTable>,
+    clients: Clients,
+    sink: Option<CaptureSink>,
+    response_timeout: Duration,
+    readiness: Arc<Readiness>,
+}
+
+/// The forwarding service: innermost layer of the stack.
+#[derive(Clone)]
+pub struct Proxy {
+    shared: Arc<Shared>,
+}
+
+/// The whole data-path stack as hyper serves it.
+pub type Stack = Admission<Proxy>;
+
+/// Builds the stack: admission (max in flight, load shedding) around the forwarding service.
+pub fn stack(
+    cfg: &ProxyConfig,
+    routes: Arc<RouteTable>,
+    sink: Option<CaptureSink>,
+    readiness: Arc<Readiness>,
+    counters: Arc<HotCounters>,
+) -> (Stack, Arc<admission::AdmissionState>) {
+    let proxy = Proxy {
+        shared: Arc::new(Shared {
+            routes,
+            clients: Clients::new(cfg),
+            sink,
+            response_timeout: cfg.response_timeout,
+            readiness,
+        }),
+    };
+    let admission = AdmissionLayer::new(cfg.max_in_flight, counters);
+    let state = admission.state();
+    (tower::ServiceBuilder::new().layer(admission).service(proxy), state)
+}
+
+impl tower::Service<Admitted> for Proxy {
+    type Response = Response<ResponseBody>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response<ResponseBody>, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, (req, guard): Admitted) -> Self::Future {
+        let shared = self.shared.clone();
+        Box::pin(async move { Ok(forward(&shared, req, guard).await) })
+    }
+}
+
+async fn forward(shared: &Shared, req: Request<Incoming>, guard: InFlightGuard) -> Response<ResponseBody> {
+    let start = Instant::now();
+    let started_at = SystemTime::now();
+    let (mut parts, body) = req.into_parts();
+
+    let request_id = match parts.headers.get(X_REQUEST_ID) {
+        Some(id) => id.clone(),
+        None => {
+            let id = headers::new_request_id();
+            parts.headers.insert(X_REQUEST_ID, id.clone());
+            id
+        }
+    };
+    // One load per request: the exchange stays on this version whatever the control plane does.
+    let version: Arc<Version> = shared.routes.load().pick().clone();
+
+    let capture = match &shared.sink {
+        Some(sink) if !parts.headers.contains_key(X_VIGIL_SHADOW) => Some(sink),
+        _ => None,
+    };
+    let request_tap = capture.map(|s| (Arc::new(RequestTap::default()), s.max_body_bytes()));
+    let path = parts.uri.path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "/".into());
+    let method = parts.method.clone();
+
+    let downstream_h2 = parts.version == HttpVersion::HTTP_2;
+    let upstream_h2 = match version.protocol {
+        UpstreamProtocol::Auto => downstream_h2,
+        UpstreamProtocol::Http1 => false,
+        UpstreamProtocol::Http2 => true,
+    };
+    headers::strip_hop_by_hop(&mut parts.headers, downstream_h2 && upstream_h2);
+    if !upstream_h2 && !parts.headers.contains_key(header::HOST) {
+        // An HTTP/2 client names the host in :authority; an HTTP/1.1 upstream wants Host.
+        if let Some(a) = parts.uri.authority() {
+            if let Ok(v) = HeaderValue::from_str(a.as_str()) {
+                parts.headers.insert(header::HOST, v);
+            }
+        }
+    }
+    let client = if upstream_h2 { &shared.clients.http2 } else { &shared.clients.http1 };
+    let sent = send(shared, client, parts, body, &version, upstream_h2, request_tap.clone()).await;
+    let (res, upstream) = match sent {
+        Ok(ok) => ok,
+        Err((err, upstream)) => {
+            return local_response(
+                capture,
+                &err,
+                &request_id,
+                &version,
+                method,
+                path,
+                started_at,
+                start,
+                upstream,
+                guard,
+            )
+        }
+    };
+    shared.readiness.mark_answered();
+
+    let (mut parts, body) = res.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers, upstream_h2 && downstream_h2);
+    if !parts.headers.contains_key(X_REQUEST_ID) {
+        parts.headers.insert(X_REQUEST_ID, request_id.clone());
+    }
+    // Hand back the client's HTTP version; hyper writes the response in the connection's protocol.
+    parts.version = if downstream_h2 { HttpVersion::HTTP_2 } else { HttpVersion::HTTP_11 };
+    let status = parts.status.as_u16();
+    version.metrics.request(status);
+
+    let tap = capture.map(|sink| ResponseTap {
+        sink: sink.clone(),
+        request: request_tap.map(|(t, _)| t),
+        response: Default::default(),
+        request_id: request_id_str(&request_id),
+        version: version.name.clone(),
+        method,
+        path,
+        status,
+        started_at,
+        start,
+        upstream,
+        ttfb: start.elapsed(),
+        done: false,
+    });
+    Response::from_parts(parts, ResponseBody::upstream(body, tap, Some(guard)))
+}
+
+/// Sends the request upstream and waits for the response headers, at most `response_timeout`.
+/// On failure returns the error and the time spent waiting on the upstream.
+async fn send(
+    shared: &Shared,
+    client: &client::UpstreamClient,
+    mut parts: http::request::Parts,
+    body: Incoming,
+    version: &Version,
+    upstream_h2: bool,
+    request_tap: Option<(Arc<RequestTap>, usize)>,
+) -> Result<(Response<Incoming>, Duration), (ProxyError, Duration)> {
+    parts.uri = version.url.uri_for(parts.uri.path_and_query()).map_err(|e| {
+        (ProxyError::new(ErrorKind::BadRequest, format!("cannot build the upstream URI: {e}")), Duration::ZERO)
+    })?;
+    parts.version = if upstream_h2 { HttpVersion::HTTP_2 } else { HttpVersion::HTTP_11 };
+    let upstream_req = Request::from_parts(parts, RequestBody::new(body, request_tap.clone()));
+    let sent = Instant::now();
+    match tokio::time::timeout(shared.response_timeout, client.request(upstream_req)).await {
+        Ok(Ok(res)) => Ok((res, sent.elapsed())),
+        Ok(Err(e)) => {
+            let client_failed = request_tap.as_ref().is_some_and(|(t, _)| t.failed.load(Ordering::Relaxed));
+            Err((ProxyError::from_client(&e, client_failed), Duration::ZERO))
+        }
+        Err(_) => Err((
+            ProxyError::new(
+                ErrorKind::UpstreamTimeout,
+                format!(
+                    "upstream sent no response headers within {:?} (proxy.response_timeout)",
+                    shared.response_timeout
+                ),
+            ),
+            sent.elapsed(),
+        )),
+    }
+}
+
+fn request_id_str(id: &HeaderValue) -> Arc<str> {
+    Arc::from(String::from_utf8_lossy(id.as_bytes()).as_ref())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn local_response(
+    capture: Option<&CaptureSink>,
+    err: &ProxyError,
+    request_id: &HeaderValue,
+    version: &Version,
+    method: http::Method,
+    path: String,
+    started_at: SystemTime,
+    start: Instant,
+    upstream: Duration,
+    guard: InFlightGuard,
+) -> Response<ResponseBody> {
+    let status = err.kind.status().as_u16();
+    version.metrics.request(status);
+    if err.kind.is_upstream() {
+        version.metrics.upstream_error(err.kind.as_str());
+    }
+    tracing::debug!(version = %version.name, kind = err.kind.as_str(), error = %err.message, "answering with a local error");
+    let res: Response<ResponseBody> = err.response(Some(request_id), Some(&version.name));
+    if let Some(sink) = capture {
+        let elapsed = start.elapsed();
+        sink.offer(Capture {
+            request_id: request_id_str(request_id),
+            version: version.name.clone(),
+            method,
+            path,
+            status,
+            outcome: Outcome::VigilError,
+            request: CapturedBody::default(),
+            response: CapturedBody::default(),
+            started_at,
+            timings: Timings { total: elapsed, upstream, ttfb: elapsed },
+        });
+    }
+    let (parts, body) = res.into_parts();
+    Response::from_parts(parts, body.guarded(Some(guard)))
+}
