@@ -28,6 +28,12 @@ enum Command {
         /// The TOML file to check.
         file: PathBuf,
     },
+    /// Exit 0 when vigil's control plane answers /healthz with 200 (for container HEALTHCHECKs).
+    Healthcheck {
+        /// The control-plane address.
+        #[arg(long, default_value = "127.0.0.1:9901")]
+        admin: SocketAddr,
+    },
     /// Serve the built-in demo model alone (a fast V2 upstream for tests and benchmarks).
     #[command(hide = true)]
     DemoModel {
@@ -46,7 +52,7 @@ enum Command {
 #[derive(clap::Args)]
 struct RunArgs {
     /// TOML config file (every key documented in config/vigil.toml).
-    #[arg(long, short = 'c')]
+    #[arg(long, short = 'c', env = "VIGIL_CONFIG")]
     config: Option<PathBuf>,
     /// Proxy listen address (proxy.listen).
     #[arg(long)]
@@ -135,6 +141,7 @@ fn main() -> ExitCode {
             };
             runtime(0).block_on(vigil::demo::run(opts))
         }
+        Command::Healthcheck { admin } => healthcheck(admin),
         Command::DemoModel { listen, model_version, model, threads } => {
             init_logging(&LogFormat::Text, "warn");
             runtime(threads).block_on(async move {
@@ -149,6 +156,30 @@ fn main() -> ExitCode {
                 vigil::demo::model::serve(listener, vigil::demo::model::DemoModel::new(&model, &model_version)).await;
                 ExitCode::SUCCESS
             })
+        }
+    }
+}
+
+/// A plain HTTP/1.1 GET over a blocking socket: no runtime, no dependencies, 2 s at most.
+fn healthcheck(admin: SocketAddr) -> ExitCode {
+    use std::io::{Read, Write};
+    let timeout = std::time::Duration::from_secs(2);
+    let answer = std::net::TcpStream::connect_timeout(&admin, timeout).and_then(|mut s| {
+        s.set_read_timeout(Some(timeout))?;
+        s.write_all(format!("GET /healthz HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n").as_bytes())?;
+        let mut head = [0u8; 12];
+        s.read_exact(&mut head)?;
+        Ok(head)
+    });
+    match answer {
+        Ok(head) if head.starts_with(b"HTTP/1.1 200") => ExitCode::SUCCESS,
+        Ok(head) => {
+            eprintln!("vigil healthcheck: {admin} answered {:?}", String::from_utf8_lossy(&head));
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("vigil healthcheck: {admin}: {e}");
+            ExitCode::FAILURE
         }
     }
 }

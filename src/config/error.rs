@@ -72,11 +72,18 @@ impl ConfigError {
     }
 }
 
-/// serde says "invalid type: string \"x\", expected usize"; keep the part that says what was wanted.
+/// serde says "invalid type: string \"x\", expected usize"; keep the part that says what was
+/// wanted, in words an operator reads without knowing Rust's integer types.
 fn expected_from_serde(message: &str) -> String {
-    match message.split_once(", expected ") {
-        Some((_, wanted)) => wanted.to_owned(),
-        None => message.to_owned(),
+    let wanted = match message.split_once(", expected ") {
+        Some((_, wanted)) => wanted,
+        None => message,
+    };
+    match wanted {
+        "usize" | "u64" | "u32" | "u16" => "a non-negative integer".to_owned(),
+        "a boolean" | "bool" => "true or false".to_owned(),
+        w if message.starts_with("unknown field") => format!("a known key, one of {}", w.trim_start_matches("one of ")),
+        w => w.to_owned(),
     }
 }
 

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The whole configuration, validated. Field defaults mirror `config/vigil.toml`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub proxy: ProxyConfig,
@@ -29,21 +29,6 @@ pub struct Config {
     pub versions: Vec<VersionConfig>,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            proxy: ProxyConfig::default(),
-            admin: AdminConfig::default(),
-            capture: CaptureConfig::default(),
-            state: StateConfig::default(),
-            readiness: ReadinessConfig::default(),
-            runtime: RuntimeConfig::default(),
-            log: LogConfig::default(),
-            routing: RoutingConfig::default(),
-            versions: Vec::new(),
-        }
-    }
-}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -141,18 +126,13 @@ impl Default for ReadinessConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RuntimeConfig {
     /// Tokio worker threads; 0 means one per available core.
     pub worker_threads: usize,
 }
 
-impl Default for RuntimeConfig {
-    fn default() -> Self {
-        RuntimeConfig { worker_threads: 0 }
-    }
-}
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]

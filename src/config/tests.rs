@@ -1,1 +1,122 @@
+use super::*;
 
+const MINIMAL: &str = r#"
+[[versions]]
+name = "v1"
+url = "http://127.0.0.1:8081"
+"#;
+
+fn err(text: &str) -> String {
+    match Config::from_toml(text, "t.toml").and_then(|c| c.validate().map(|_| c)) {
+        Ok(_) => panic!("expected an error for:\n{text}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn minimal_file_gets_documented_defaults() {
+    let c = Config::from_toml(MINIMAL, "t.toml").unwrap();
+    c.validate().unwrap();
+    assert_eq!(c.proxy.listen.to_string(), "0.0.0.0:8080");
+    assert_eq!(c.admin.listen.to_string(), "127.0.0.1:9901");
+    assert_eq!(c.proxy.response_timeout, Duration::from_secs(30));
+    assert_eq!(c.capture.max_body_bytes, 256 * 1024);
+    assert_eq!(c.active_name(), "v1");
+}
+
+#[test]
+fn shipped_example_config_is_valid() {
+    let text = include_str!("../../config/vigil.toml");
+    let c = Config::from_toml(text, "config/vigil.toml").unwrap();
+    c.validate().unwrap();
+    // The example documents every default: parsing it must give the same as no file at all.
+    let d = Config::default();
+    assert_eq!(c.proxy.max_in_flight, d.proxy.max_in_flight);
+    assert_eq!(c.proxy.drain_timeout, d.proxy.drain_timeout);
+    assert_eq!(c.capture.queue_capacity, d.capture.queue_capacity);
+    assert_eq!(c.readiness.probe_path, d.readiness.probe_path);
+    assert_eq!(c.state.dir, d.state.dir);
+}
+
+#[test]
+fn wrong_type_names_key_value_expectation_and_line() {
+    let e = err("[proxy]\nmax_in_flight = \"lots\"\n");
+    assert!(e.contains("`proxy.max_in_flight`"), "{e}");
+    assert!(e.contains("\"lots\""), "{e}");
+    assert!(e.contains("expected a non-negative integer"), "{e}");
+    assert!(e.contains("t.toml:2"), "{e}");
+}
+
+#[test]
+fn unknown_key_is_named() {
+    let e = err(&format!("{MINIMAL}\n[proxy]\nlisten_addr = \"x\"\n"));
+    assert!(e.contains("`proxy.listen_addr`"), "{e}");
+    assert!(e.contains("a known key, one of `listen`"), "{e}");
+}
+
+#[test]
+fn bad_duration_is_explained() {
+    let e = err(&format!("[proxy]\nresponse_timeout = \"soon\"\n{MINIMAL}"));
+    assert!(e.contains("`proxy.response_timeout`"), "{e}");
+    assert!(e.contains("\"soon\""), "{e}");
+    assert!(e.contains("a duration such as"), "{e}");
+}
+
+#[test]
+fn bad_url_weight_and_active_are_named() {
+    let e = err("[[versions]]\nname = \"v1\"\nurl = \"ftp://x\"\n");
+    assert!(e.contains("`versions[0].url`") && e.contains("ftp://x") && e.contains("http://"), "{e}");
+    let e = err("[[versions]]\nname = \"v1\"\nurl = \"http://a:1\"\n[[versions]]\nname = \"v2\"\nurl = \"http://b:1\"\nweight = 150\n");
+    assert!(e.contains("`versions[1].weight`") && e.contains("150") && e.contains("0 to 100"), "{e}");
+    let e = err(&format!("[routing]\nactive = \"v9\"\n{MINIMAL}"));
+    assert!(e.contains("`routing.active`") && e.contains("v9"), "{e}");
+    let e = err("[[versions]]\nname = \"v 1\"\nurl = \"http://a:1\"\n");
+    assert!(e.contains("`versions[0].name`"), "{e}");
+}
+
+#[test]
+fn duplicate_names_and_overfull_canaries_are_refused() {
+    let e =
+        err("[[versions]]\nname = \"v1\"\nurl = \"http://a:1\"\n[[versions]]\nname = \"v1\"\nurl = \"http://b:1\"\n");
+    assert!(e.contains("`versions[1].name`"), "{e}");
+    let e = err(
+        "[[versions]]\nname = \"a\"\nurl = \"http://a:1\"\n[[versions]]\nname = \"b\"\nurl = \"http://b:1\"\nweight = 60\n\
+         [[versions]]\nname = \"c\"\nurl = \"http://c:1\"\nweight = 60\n",
+    );
+    assert!(e.contains("120") && e.contains("at most 100"), "{e}");
+}
+
+#[test]
+fn no_versions_is_explained() {
+    let e = err("");
+    assert!(e.contains("`versions`") && e.contains("--upstream"), "{e}");
+}
+
+#[test]
+fn syntax_errors_give_line_and_column() {
+    let e = err("[proxy\nlisten = 1\n");
+    assert!(e.contains("t.toml") && e.contains("line 1"), "{e}");
+}
+
+#[test]
+fn cli_upstreams_replace_file_versions_and_first_is_active() {
+    let mut c = Config::from_toml(MINIMAL, "t.toml").unwrap();
+    let o = Overrides {
+        upstreams: vec!["a=http://127.0.0.1:1".into(), "b=http://127.0.0.1:2".into()],
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        ..Default::default()
+    };
+    c.apply(&o).unwrap();
+    c.validate().unwrap();
+    assert_eq!(c.versions.len(), 2);
+    assert_eq!(c.active_name(), "a");
+    assert_eq!(c.proxy.listen.port(), 0);
+    let o =
+        Overrides { upstreams: vec!["a=http://127.0.0.1:1".into()], active: Some("zz".into()), ..Default::default() };
+    let mut c = Config::default();
+    c.apply(&o).unwrap();
+    assert!(c.validate().unwrap_err().to_string().contains("`routing.active`"));
+    let o = Overrides { upstreams: vec!["nourl".into()], ..Default::default() };
+    let e = Config::default().apply(&o).unwrap_err().to_string();
+    assert!(e.contains("`--upstream`") && e.contains("NAME=URL"), "{e}");
+}

@@ -21,14 +21,14 @@ use super::admission::InFlightGuard;
 
 /// Accumulates up to `cap` bytes of a body.
 #[derive(Debug, Default)]
-pub(crate) struct Collected {
+pub struct Collected {
     first: Option<Bytes>,
     rest: Option<BytesMut>,
     seen: u64,
 }
 
 impl Collected {
-    fn push(&mut self, chunk: &Bytes, cap: usize) {
+    pub fn push(&mut self, chunk: &Bytes, cap: usize) {
         let held = self.first.as_ref().map_or(0, Bytes::len) + self.rest.as_ref().map_or(0, BytesMut::len);
         self.seen += chunk.len() as u64;
         let room = cap.saturating_sub(held);
@@ -48,7 +48,7 @@ impl Collected {
         }
     }
 
-    fn take(&mut self) -> CapturedBody {
+    pub fn take(&mut self) -> CapturedBody {
         let bytes = match (self.rest.take(), self.first.take()) {
             (Some(buf), _) => buf.freeze(),
             (None, Some(first)) => first,
