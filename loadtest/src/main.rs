@@ -39,7 +39,7 @@ struct Cli {
     /// Seed for row sampling (random if omitted; printed in the report).
     #[arg(long)]
     seed: Option<u64>,
-    /// x-request-id prefix; ids are <prefix><n>. Default: lt-<seed>-
+    /// x-request-id prefix: ids are PREFIX followed by the request number. Default: lt-SEED-
     #[arg(long)]
     request_id_prefix: Option<String>,
     /// CSV reference (header + numeric rows, resampled whole). Default: built-in demo
@@ -109,12 +109,10 @@ fn main() -> ExitCode {
         .expect("build tokio runtime");
     let report = runtime.block_on(async {
         if !cli.json {
-            eprintln!(
-                "loadtest: {} req/s to {} for {}; Ctrl-C stops",
-                cfg.rate,
-                cfg.url().expect("validated"),
-                cfg.duration.map_or("ever".to_string(), |d| { humantime::format_duration(d).to_string() }),
-            );
+            let how_long = cfg.duration.map_or("until Ctrl-C".to_string(), |d| {
+                format!("for {} (Ctrl-C stops early)", humantime::format_duration(d))
+            });
+            eprintln!("loadtest: {} req/s to {} {how_long}", cfg.rate, cfg.url().expect("validated"));
         }
         let stop = async {
             if tokio::signal::ctrl_c().await.is_err() {
