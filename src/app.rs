@@ -42,6 +42,7 @@ pub struct App {
     pub routes: Arc<RouteTable>,
     pub readiness: Arc<Readiness>,
     stop_proxy: CancellationToken,
+    stop_consumer: CancellationToken,
     stop_admin: CancellationToken,
     proxy_task: JoinHandle<bool>,
     admin_task: JoinHandle<bool>,
@@ -65,10 +66,11 @@ pub async fn start(config: Config) -> Result<App, StartError> {
 
     let counters = Arc::new(HotCounters::new());
     let latency = Arc::new(LatencyBook::default());
+    let stop_consumer = CancellationToken::new();
     let (sink, consumer_task) = if config.capture.enabled {
         let (sink, rx) =
             capture::channel(config.capture.queue_capacity, config.capture.max_body_bytes, counters.clone());
-        (Some(sink), tokio::spawn(capture::run_consumer(rx, latency.clone())))
+        (Some(sink), tokio::spawn(capture::run_consumer(rx, latency.clone(), stop_consumer.clone())))
     } else {
         (None, tokio::spawn(async {}))
     };
@@ -143,6 +145,7 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         routes,
         readiness,
         stop_proxy,
+        stop_consumer,
         stop_admin,
         proxy_task,
         admin_task,
@@ -157,8 +160,10 @@ impl App {
         self.readiness.mark_draining();
         self.stop_proxy.cancel();
         let drained = self.proxy_task.await.unwrap_or(false);
-        // Connections are gone, so is every capture sink: the consumer finishes the queue and ends.
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.consumer_task).await;
+        // The consumer finishes what is queued and ends, even if a connection that outlived the
+        // drain still holds a sink.
+        self.stop_consumer.cancel();
+        let _ = self.consumer_task.await;
         for t in &self.background {
             t.abort();
         }

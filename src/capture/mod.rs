@@ -16,6 +16,7 @@ use http::Method;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 /// How an exchange ended, from the client's point of view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -104,16 +105,32 @@ pub fn channel(
     (CaptureSink { tx, counters, max_body_bytes }, rx)
 }
 
-/// The analysis consumer: runs until every sink is dropped and the queue is empty.
-pub async fn run_consumer(mut rx: mpsc::Receiver<Capture>, book: Arc<LatencyBook>) {
+/// The analysis consumer: runs until every sink is dropped, or until `stop`; then it closes
+/// the queue, finishes what is already in it, and returns. (Sinks held by connections that
+/// outlive the drain must not hold up shutdown.)
+pub async fn run_consumer(mut rx: mpsc::Receiver<Capture>, book: Arc<LatencyBook>, stop: CancellationToken) {
     let truncated = metrics::counter!(telemetry::CAPTURES_TRUNCATED);
-    let mut batch = Vec::with_capacity(256);
-    while rx.recv_many(&mut batch, 256).await > 0 {
-        for capture in batch.drain(..) {
-            if capture.request.truncated() || capture.response.truncated() {
-                truncated.increment(1);
-            }
-            book.record(&capture);
+    let analyse = |capture: Capture| {
+        if capture.request.truncated() || capture.response.truncated() {
+            truncated.increment(1);
         }
+        book.record(&capture);
+    };
+    let mut batch = Vec::with_capacity(256);
+    loop {
+        tokio::select! {
+            biased;
+            n = rx.recv_many(&mut batch, 256) => {
+                if n == 0 {
+                    return;
+                }
+                batch.drain(..).for_each(analyse);
+            }
+            _ = stop.cancelled() => break,
+        }
+    }
+    rx.close();
+    while let Some(capture) = rx.recv().await {
+        analyse(capture);
     }
 }

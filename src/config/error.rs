@@ -63,6 +63,16 @@ impl ConfigError {
             None => (String::new(), Some(origin.to_owned())),
         };
         let message = inner.message().trim().to_owned();
+        // "missing field `url`": name the missing key itself.
+        if let Some(field) = message.strip_prefix("missing field `").and_then(|m| m.strip_suffix('`')) {
+            let key = if key == "(top level)" { field.to_owned() } else { format!("{key}.{field}") };
+            return ConfigError::Invalid(Invalid {
+                key,
+                value: "(missing)".into(),
+                expected: "this key to be set: it has no default".into(),
+                location,
+            });
+        }
         ConfigError::Invalid(Invalid {
             key,
             value: if value.is_empty() { "(missing)".into() } else { value },
@@ -81,9 +91,14 @@ fn expected_from_serde(message: &str) -> String {
     };
     match wanted {
         "usize" | "u64" | "u32" | "u16" => "a non-negative integer".to_owned(),
+        "invalid socket address syntax" | "socket address" => {
+            "a socket address, IP and port, such as \"0.0.0.0:8080\" (host names are not resolved)".to_owned()
+        }
         "a boolean" | "bool" => "true or false".to_owned(),
         w if message.starts_with("unknown field") => format!("a known key, one of {}", w.trim_start_matches("one of ")),
-        w => w.to_owned(),
+        w if message.contains(", expected ") => w.to_owned(),
+        // serde said what is wrong but not what it wanted.
+        problem => format!("a valid value ({problem})"),
     }
 }
 

@@ -29,7 +29,6 @@ pub struct Config {
     pub versions: Vec<VersionConfig>,
 }
 
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProxyConfig {
@@ -132,7 +131,6 @@ pub struct RuntimeConfig {
     /// Tokio worker threads; 0 means one per available core.
     pub worker_threads: usize,
 }
-
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -293,6 +291,12 @@ impl Config {
             }
             if v.name != active {
                 canary_sum += v.weight;
+            } else if v.weight > 0 {
+                return Err(ConfigError::invalid(
+                    &key("weight"),
+                    &v.weight.to_string(),
+                    "0 for the active version: it takes the traffic the canaries leave (weight applies to canaries)",
+                ));
             }
         }
         if canary_sum > 100 {
@@ -314,6 +318,7 @@ impl Config {
         for (key, d) in [
             ("proxy.connect_timeout", self.proxy.connect_timeout),
             ("proxy.response_timeout", self.proxy.response_timeout),
+            ("proxy.header_read_timeout", self.proxy.header_read_timeout),
             ("readiness.probe_interval", self.readiness.probe_interval),
         ] {
             if d.is_zero() {

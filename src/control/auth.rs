@@ -23,8 +23,9 @@ impl Auth {
         let presented = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .map(str::trim);
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim());
         match presented {
             // ct_eq on slices of different lengths returns false without early exit on content.
             Some(p) if bool::from(p.as_bytes().ct_eq(expected.as_bytes())) => Ok(()),

@@ -116,20 +116,30 @@ async fn mutate(
         before: serde_json::to_value(&before_view).expect("view serializes"),
         after: serde_json::to_value(&after_view).expect("view serializes"),
     };
-    let (audit, state_file, persisted) = (admin.audit.clone(), admin.state_file.clone(), after.persisted());
+    let (audit, state_file) = (admin.audit.clone(), admin.state_file.clone());
+    let (old, new) = (before.persisted(), after.persisted());
+    // state.json first, then the audit line: a change is audited only once it is saved, and if
+    // the audit line cannot be written, the old state goes back and the change is refused.
     let written = tokio::task::spawn_blocking(move || -> Result<(), ApiError> {
-        audit.append(&entry).map_err(|e| {
-            metrics::counter!(telemetry::STATE_WRITE_ERRORS, "file" => "audit").increment(1);
-            ApiError::internal(
-                "audit_write_failed",
-                format!("cannot write the audit trail {}: {e}; nothing was changed", audit.path().display()),
-            )
-        })?;
-        state_file.save(&persisted).map_err(|e| {
+        state_file.save(&new).map_err(|e| {
             metrics::counter!(telemetry::STATE_WRITE_ERRORS, "file" => "state").increment(1);
             ApiError::internal(
                 "state_write_failed",
                 format!("cannot write {}: {e}; nothing was changed", state_file.path().display()),
+            )
+        })?;
+        audit.append(&entry).map_err(|e| {
+            metrics::counter!(telemetry::STATE_WRITE_ERRORS, "file" => "audit").increment(1);
+            let outcome = match state_file.save(&old) {
+                Ok(()) => "nothing was changed".to_owned(),
+                Err(e2) => format!(
+                    "and putting back {} failed too ({e2}): it holds the refused change until the next one",
+                    state_file.path().display()
+                ),
+            };
+            ApiError::internal(
+                "audit_write_failed",
+                format!("cannot write the audit trail {}: {e}; {outcome}", audit.path().display()),
             )
         })
     })

@@ -88,7 +88,8 @@ where
                 ErrorKind::Overloaded,
                 format!("vigil has {} requests in flight (proxy.max_in_flight); try again shortly", self.state.max),
             );
-            return Either::Left(futures_util::future::ready(Ok(err.response(req.headers().get(X_REQUEST_ID), None))));
+            let id = req.headers().get(X_REQUEST_ID).cloned().unwrap_or_else(super::headers::new_request_id);
+            return Either::Left(futures_util::future::ready(Ok(err.response(Some(&id), None))));
         }
         self.state.counters.in_flight.increment(1.0);
         Either::Right(self.inner.call((req, InFlightGuard(self.state.clone()))))

@@ -12,7 +12,6 @@ use http::Method;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime};
@@ -62,8 +61,6 @@ impl Collected {
 #[derive(Debug, Default)]
 pub(crate) struct RequestTap {
     collected: Mutex<Collected>,
-    /// The client's body failed (it went away mid-upload, or sent bad chunking).
-    pub(crate) failed: AtomicBool,
 }
 
 /// The client's request body on its way upstream.
@@ -85,15 +82,9 @@ impl Body for RequestBody {
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = &mut *self;
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        if let Some((tap, cap)) = &this.tap {
-            match &polled {
-                Poll::Ready(Some(Ok(frame))) => {
-                    if let Some(data) = frame.data_ref() {
-                        tap.collected.lock().unwrap().push(data, *cap);
-                    }
-                }
-                Poll::Ready(Some(Err(_))) => tap.failed.store(true, Ordering::Relaxed),
-                _ => {}
+        if let (Some((tap, cap)), Poll::Ready(Some(Ok(frame)))) = (&this.tap, &polled) {
+            if let Some(data) = frame.data_ref() {
+                tap.collected.lock().unwrap().push(data, *cap);
             }
         }
         polled

@@ -133,8 +133,8 @@ impl ProxyError {
     }
 
     /// Classifies a failure of the upstream client.
-    pub fn from_client(e: &hyper_util::client::legacy::Error, client_body_failed: bool) -> ProxyError {
-        if client_body_failed {
+    pub fn from_client(e: &hyper_util::client::legacy::Error) -> ProxyError {
+        if request_body_failed(e) {
             return ProxyError::new(
                 ErrorKind::ClientError,
                 "the client's request body failed before it was fully sent upstream",
@@ -155,6 +155,18 @@ impl ProxyError {
             ),
         }
     }
+}
+
+/// hyper reports a failure of the body we were sending (the client's) as a "user" error.
+fn request_body_failed(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err.downcast_ref::<hyper::Error>().is_some_and(|h| h.is_user()) {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
 }
 
 fn source_chain(e: &dyn std::error::Error) -> String {

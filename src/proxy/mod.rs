@@ -147,7 +147,11 @@ async fn forward(shared: &Shared, req: Request<Incoming>, guard: InFlightGuard) 
         UpstreamProtocol::Http2 => true,
     };
     headers::strip_hop_by_hop(&mut parts.headers, downstream_h2 && upstream_h2);
-    if !upstream_h2 && !parts.headers.contains_key(header::HOST) {
+    if upstream_h2 {
+        // HTTP/2 names the host in :authority, which the client sets from the upstream URI; a
+        // Host header that disagrees with it makes the request malformed (RFC 9113 §8.3.1).
+        parts.headers.remove(header::HOST);
+    } else if !parts.headers.contains_key(header::HOST) {
         // An HTTP/2 client names the host in :authority; an HTTP/1.1 upstream wants Host.
         if let Some(a) = parts.uri.authority() {
             if let Ok(v) = HeaderValue::from_str(a.as_str()) {
@@ -174,7 +178,9 @@ async fn forward(shared: &Shared, req: Request<Incoming>, guard: InFlightGuard) 
             )
         }
     };
-    shared.readiness.mark_answered();
+    if res.status().as_u16() < 500 {
+        shared.readiness.mark_answered();
+    }
 
     let (mut parts, body) = res.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers, upstream_h2 && downstream_h2);
@@ -219,14 +225,11 @@ async fn send(
         (ProxyError::new(ErrorKind::BadRequest, format!("cannot build the upstream URI: {e}")), Duration::ZERO)
     })?;
     parts.version = if upstream_h2 { HttpVersion::HTTP_2 } else { HttpVersion::HTTP_11 };
-    let upstream_req = Request::from_parts(parts, RequestBody::new(body, request_tap.clone()));
+    let upstream_req = Request::from_parts(parts, RequestBody::new(body, request_tap));
     let sent = Instant::now();
     match tokio::time::timeout(shared.response_timeout, client.request(upstream_req)).await {
         Ok(Ok(res)) => Ok((res, sent.elapsed())),
-        Ok(Err(e)) => {
-            let client_failed = request_tap.as_ref().is_some_and(|(t, _)| t.failed.load(Ordering::Relaxed));
-            Err((ProxyError::from_client(&e, client_failed), Duration::ZERO))
-        }
+        Ok(Err(e)) => Err((ProxyError::from_client(&e), Duration::ZERO)),
         Err(_) => Err((
             ProxyError::new(
                 ErrorKind::UpstreamTimeout,

@@ -200,6 +200,7 @@ impl Routes {
 
     /// Makes `name` the active version. Its canary weight is reset to 0: activation is a full
     /// promotion. The version it replaces becomes `previous`, the target of a rollback.
+    /// Invariant kept by every edit and by config validation: the active version's weight is 0.
     pub fn activate(&self, name: &str) -> Result<Routes, RouteError> {
         let target = self.get(name).ok_or_else(|| RouteError::UnknownVersion(name.to_owned()))?;
         if Arc::ptr_eq(target, self.active()) {
@@ -241,6 +242,11 @@ impl Routes {
             }
         }
         let active = self.active().name.clone();
+        if *active == *name && change.weight.is_some_and(|w| w > 0) {
+            return Err(RouteError::Invalid(format!(
+                "version {name:?} is active: it takes the traffic the canaries leave; weight applies to canaries only"
+            )));
+        }
         match self.get(name) {
             Some(existing) => {
                 let changed = Arc::new(existing.with(change.url, change.weight, change.protocol));

@@ -33,9 +33,12 @@ fn pick_follows_canary_weights() {
 }
 
 #[test]
-fn active_weight_is_ignored_and_canaries_over_100_refused() {
-    let r = routes(&[("v1", 80), ("v2", 50)], "v1");
+fn active_weight_is_refused_and_canaries_over_100_refused() {
+    let r = routes(&[("v1", 0), ("v2", 50)], "v1");
     assert_eq!(r.traffic_share("v1"), 50);
+    let e = r.put("v1", VersionChange { weight: Some(20), ..Default::default() }).unwrap_err();
+    assert!(matches!(e, RouteError::Invalid(m) if m.contains("active")));
+    assert!(r.put("v1", VersionChange { weight: Some(0), ..Default::default() }).is_ok());
     let err = Routes::new(vec![v("v1", 0), v("v2", 60), v("v3", 50)], "v1", None).unwrap_err();
     assert!(matches!(err, RouteError::Invalid(_)));
 }
