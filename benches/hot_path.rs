@@ -70,10 +70,10 @@ fn route_and_tap(c: &mut Criterion) {
                 req.push(&body, sink.max_body_bytes());
                 res.push(&body, sink.max_body_bytes());
                 sink.offer(Capture {
-                    request_id: Arc::from(id.to_str().unwrap()),
+                    request_id: id,
                     version: version.name.clone(),
                     method: Method::POST,
-                    path: "/v2/models/demo/infer".into(),
+                    path: http::uri::PathAndQuery::from_static("/v2/models/demo/infer"),
                     status: 200,
                     outcome: Outcome::Complete,
                     request: req.take(),

@@ -214,11 +214,19 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// One worker thread: tokio's current-thread scheduler, every task on one thread with no
+/// work-stealing and no cross-thread wake-ups (nginx's one-worker shape). More: the
+/// multi-thread scheduler. 0: one worker per available core.
 fn runtime(worker_threads: usize) -> tokio::runtime::Runtime {
-    let mut b = tokio::runtime::Builder::new_multi_thread();
-    if worker_threads > 0 {
-        b.worker_threads(worker_threads);
-    }
+    let mut b = if worker_threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        if worker_threads > 1 {
+            b.worker_threads(worker_threads);
+        }
+        b
+    };
     b.enable_all().thread_name("vigil-worker").build().expect("tokio runtime")
 }
 

@@ -12,7 +12,8 @@ pub use latency::{LatencyBook, LatencySummary};
 
 use crate::telemetry;
 use bytes::Bytes;
-use http::Method;
+use http::uri::PathAndQuery;
+use http::{HeaderValue, Method};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
@@ -49,11 +50,12 @@ impl CapturedBody {
 /// One live exchange, as analysis receives it.
 #[derive(Debug, Clone)]
 pub struct Capture {
-    pub request_id: Arc<str>,
+    /// The `x-request-id` the upstream and the client saw (the join key for feedback).
+    pub request_id: HeaderValue,
     pub version: Arc<str>,
     pub method: Method,
     /// Path and query as the client sent them.
-    pub path: String,
+    pub path: PathAndQuery,
     pub status: u16,
     pub outcome: Outcome,
     pub request: CapturedBody,

@@ -125,11 +125,18 @@ impl Default for ReadinessConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RuntimeConfig {
-    /// Tokio worker threads; 0 means one per available core.
+    /// Worker threads. 1 (default): one thread runs everything, the cheapest per request
+    /// (docs/benchmarks.md). More: tokio's multi-thread scheduler. 0: one per available core.
     pub worker_threads: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig { worker_threads: 1 }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]

@@ -8,7 +8,8 @@
 
 use crate::capture::{Capture, CaptureSink, CapturedBody, Outcome, Timings};
 use bytes::{Bytes, BytesMut};
-use http::Method;
+use http::uri::PathAndQuery;
+use http::{HeaderValue, Method};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use std::pin::Pin;
@@ -17,6 +18,7 @@ use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime};
 
 use super::admission::InFlightGuard;
+use super::h1::H1Conn;
 
 /// Accumulates up to `cap` bytes of a body.
 #[derive(Debug, Default)]
@@ -104,10 +106,10 @@ pub(crate) struct ResponseTap {
     pub sink: CaptureSink,
     pub request: Option<Arc<RequestTap>>,
     pub response: Collected,
-    pub request_id: Arc<str>,
+    pub request_id: HeaderValue,
     pub version: Arc<str>,
     pub method: Method,
-    pub path: String,
+    pub path: PathAndQuery,
     pub status: u16,
     pub started_at: SystemTime,
     pub start: Instant,
@@ -129,7 +131,7 @@ impl ResponseTap {
             request_id: self.request_id.clone(),
             version: self.version.clone(),
             method: std::mem::take(&mut self.method),
-            path: std::mem::take(&mut self.path),
+            path: self.path.clone(),
             status: self.status,
             outcome,
             request,
@@ -155,13 +157,20 @@ pub struct ResponseBody {
 
 #[allow(clippy::large_enum_variant)] // inline on purpose: one allocation fewer per request
 enum Kind {
-    Upstream { inner: Incoming, tap: Option<ResponseTap> },
+    /// `conn`: the HTTP/1.1 connection this body arrives on, driven from `poll_frame` and
+    /// returned to its pool when the body ends. None for HTTP/2 (its own task drives it).
+    Upstream {
+        inner: Incoming,
+        conn: Option<H1Conn>,
+        tap: Option<ResponseTap>,
+    },
     Local(Option<Bytes>),
 }
 
 impl ResponseBody {
     pub(crate) fn upstream(
         inner: Incoming,
+        mut conn: Option<H1Conn>,
         mut tap: Option<ResponseTap>,
         guard: Option<InFlightGuard>,
     ) -> ResponseBody {
@@ -169,8 +178,12 @@ impl ResponseBody {
             if let Some(t) = tap.as_mut() {
                 t.finish(Outcome::Complete);
             }
+            // hyper may never poll an empty body: hand the connection back now.
+            if let Some(c) = conn.take() {
+                c.release(&mut Context::from_waker(std::task::Waker::noop()));
+            }
         }
-        ResponseBody { kind: Kind::Upstream { inner, tap }, _guard: guard }
+        ResponseBody { kind: Kind::Upstream { inner, conn, tap }, _guard: guard }
     }
 
     pub fn local(bytes: Bytes) -> ResponseBody {
@@ -196,8 +209,21 @@ impl Body for ResponseBody {
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match &mut self.kind {
             Kind::Local(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Kind::Upstream { inner, tap } => {
-                let polled = Pin::new(&mut *inner).poll_frame(cx);
+            Kind::Upstream { inner, conn, tap } => {
+                let polled = match conn.as_mut() {
+                    Some(c) => c.poll_body(cx, |cx| Pin::new(&mut *inner).poll_frame(cx)),
+                    None => Pin::new(&mut *inner).poll_frame(cx),
+                };
+                let ended = match &polled {
+                    Poll::Ready(Some(Ok(_))) => inner.is_end_stream(),
+                    Poll::Ready(None) => true,
+                    _ => false,
+                };
+                if ended {
+                    if let Some(c) = conn.take() {
+                        c.release(cx);
+                    }
+                }
                 if let Some(t) = tap.as_mut() {
                     match &polled {
                         Poll::Ready(Some(Ok(frame))) => {
@@ -205,13 +231,12 @@ impl Body for ResponseBody {
                                 let cap = t.sink.max_body_bytes();
                                 t.response.push(data, cap);
                             }
-                            if inner.is_end_stream() {
-                                t.finish(Outcome::Complete);
-                            }
                         }
-                        Poll::Ready(None) => t.finish(Outcome::Complete),
                         Poll::Ready(Some(Err(_))) => t.finish(Outcome::UpstreamBodyError),
-                        Poll::Pending => {}
+                        _ => {}
+                    }
+                    if ended {
+                        t.finish(Outcome::Complete);
                     }
                 }
                 polled

@@ -1,18 +1,21 @@
-//! The pooled upstream clients: one for HTTP/1.1, one for HTTP/2 with prior knowledge (h2c).
-//! Keep-alive connections are pooled per upstream authority and reused across requests.
+//! The upstream clients: HTTP/1.1 connections driven inline by each exchange ([`super::h1`]),
+//! and hyper-util's pooled client for HTTP/2 with prior knowledge (h2c), which multiplexes
+//! exchanges over one connection and so needs a task of its own.
 
 use super::body::RequestBody;
+use super::h1::H1Pool;
 use crate::config::ProxyConfig;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use std::sync::Arc;
 
-pub type UpstreamClient = Client<HttpConnector, RequestBody>;
+pub type H2Client = Client<HttpConnector, RequestBody>;
 
 #[derive(Clone)]
 pub struct Clients {
-    pub http1: UpstreamClient,
-    pub http2: UpstreamClient,
+    pub http1: Arc<H1Pool>,
+    pub http2: H2Client,
 }
 
 impl Clients {
@@ -21,15 +24,14 @@ impl Clients {
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(cfg.connect_timeout));
         connector.enforce_http(true);
-        let build = |http2: bool| {
-            Client::builder(TokioExecutor::new())
-                .pool_timer(TokioTimer::new())
-                .timer(TokioTimer::new())
-                .pool_idle_timeout(cfg.upstream_idle_timeout)
-                .pool_max_idle_per_host(cfg.max_idle_per_upstream)
-                .http2_only(http2)
-                .build(connector.clone())
-        };
-        Clients { http1: build(false), http2: build(true) }
+        let http2 = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .pool_idle_timeout(cfg.upstream_idle_timeout)
+            .pool_max_idle_per_host(cfg.max_idle_per_upstream)
+            .http2_only(true)
+            .build(connector);
+        let http1 = H1Pool::new(cfg.max_idle_per_upstream, cfg.upstream_idle_timeout, cfg.connect_timeout);
+        Clients { http1, http2 }
     }
 }

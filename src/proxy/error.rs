@@ -132,27 +132,42 @@ impl ProxyError {
         res
     }
 
-    /// Classifies a failure of the upstream client.
+    /// No connection to the upstream could be opened.
+    pub fn connect(e: &std::io::Error) -> ProxyError {
+        ProxyError::new(ErrorKind::UpstreamUnavailable, format!("cannot connect to upstream: {e}"))
+    }
+
+    /// Classifies a failure of hyper-util's pooled client (HTTP/2 upstreams).
     pub fn from_client(e: &hyper_util::client::legacy::Error) -> ProxyError {
-        if request_body_failed(e) {
+        if e.is_connect() && !request_body_failed(e) {
             return ProxyError::new(
-                ErrorKind::ClientError,
-                "the client's request body failed before it was fully sent upstream",
+                ErrorKind::UpstreamUnavailable,
+                format!("cannot connect to upstream: {}", source_chain(e)),
             );
         }
-        if e.is_connect() {
-            let why = source_chain(e);
-            return ProxyError::new(ErrorKind::UpstreamUnavailable, format!("cannot connect to upstream: {why}"));
+        match std::error::Error::source(e).and_then(|s| s.downcast_ref::<hyper::Error>()) {
+            Some(h) => ProxyError::from_hyper(h),
+            None => ProxyError::new(
+                ErrorKind::UpstreamReset,
+                format!("upstream failed before responding: {}", source_chain(e)),
+            ),
         }
-        let hyper_err = std::error::Error::source(e).and_then(|s| s.downcast_ref::<hyper::Error>());
-        match hyper_err {
-            Some(h) if h.is_parse() || h.is_parse_status() => {
-                ProxyError::new(ErrorKind::BadGateway, format!("upstream sent an invalid HTTP response: {h}"))
-            }
-            _ => ProxyError::new(
+    }
+
+    /// Classifies a failure of an upstream connection after the request was handed to it.
+    pub fn from_hyper(e: &hyper::Error) -> ProxyError {
+        if request_body_failed(e) {
+            ProxyError::new(
+                ErrorKind::ClientError,
+                "the client's request body failed before it was fully sent upstream",
+            )
+        } else if e.is_parse() || e.is_parse_status() {
+            ProxyError::new(ErrorKind::BadGateway, format!("upstream sent an invalid HTTP response: {e}"))
+        } else {
+            ProxyError::new(
                 ErrorKind::UpstreamReset,
                 format!("upstream closed the connection before responding: {}", source_chain(e)),
-            ),
+            )
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod admission;
 pub mod body;
 mod client;
 pub mod error;
+mod h1;
 pub mod headers;
 pub mod server;
 
@@ -25,6 +26,7 @@ use body::{RequestBody, RequestTap, ResponseBody, ResponseTap};
 use error::{ErrorKind, ProxyError};
 use futures_util::future::BoxFuture;
 use headers::{X_REQUEST_ID, X_VIGIL_SHADOW};
+use http::uri::PathAndQuery;
 use http::{header, HeaderValue, Request, Response, Version as HttpVersion};
 use hyper::body::Incoming;
 use std::convert::Infallible;
@@ -137,7 +139,7 @@ async fn forward(shared: &Shared, req: Request<Incoming>, guard: InFlightGuard) 
         _ => None,
     };
     let request_tap = capture.map(|s| (Arc::new(RequestTap::default()), s.max_body_bytes()));
-    let path = parts.uri.path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "/".into());
+    let path = parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
     let method = parts.method.clone();
 
     let downstream_h2 = parts.version == HttpVersion::HTTP_2;
@@ -153,15 +155,14 @@ async fn forward(shared: &Shared, req: Request<Incoming>, guard: InFlightGuard) 
         parts.headers.remove(header::HOST);
     } else if !parts.headers.contains_key(header::HOST) {
         // An HTTP/2 client names the host in :authority; an HTTP/1.1 upstream wants Host.
-        if let Some(a) = parts.uri.authority() {
-            if let Ok(v) = HeaderValue::from_str(a.as_str()) {
-                parts.headers.insert(header::HOST, v);
-            }
+        // With neither (an HTTP/1.0 client), name the upstream.
+        let authority = parts.uri.authority().unwrap_or(version.url.authority());
+        if let Ok(v) = HeaderValue::from_str(authority.as_str()) {
+            parts.headers.insert(header::HOST, v);
         }
     }
-    let client = if upstream_h2 { &shared.clients.http2 } else { &shared.clients.http1 };
-    let sent = send(shared, client, parts, body, &version, upstream_h2, request_tap.clone()).await;
-    let (res, upstream) = match sent {
+    let sent = send(shared, parts, body, &version, upstream_h2, request_tap.clone()).await;
+    let (res, conn, upstream) = match sent {
         Ok(ok) => ok,
         Err((err, upstream)) => {
             return local_response(
@@ -196,7 +197,7 @@ async fn forward(shared: &Shared, req: Request<Incoming>, guard: InFlightGuard) 
         sink: sink.clone(),
         request: request_tap.map(|(t, _)| t),
         response: Default::default(),
-        request_id: request_id_str(&request_id),
+        request_id: request_id.clone(),
         version: version.name.clone(),
         method,
         path,
@@ -207,29 +208,48 @@ async fn forward(shared: &Shared, req: Request<Incoming>, guard: InFlightGuard) 
         ttfb: start.elapsed(),
         done: false,
     });
-    Response::from_parts(parts, ResponseBody::upstream(body, tap, Some(guard)))
+    Response::from_parts(parts, ResponseBody::upstream(body, conn, tap, Some(guard)))
 }
 
 /// Sends the request upstream and waits for the response headers, at most `response_timeout`.
-/// On failure returns the error and the time spent waiting on the upstream.
+/// On failure returns the error and the time spent waiting on the upstream. An HTTP/1.1
+/// exchange also returns the connection, which its response body drives from then on.
 async fn send(
     shared: &Shared,
-    client: &client::UpstreamClient,
     mut parts: http::request::Parts,
     body: Incoming,
     version: &Version,
     upstream_h2: bool,
     request_tap: Option<(Arc<RequestTap>, usize)>,
-) -> Result<(Response<Incoming>, Duration), (ProxyError, Duration)> {
-    parts.uri = version.url.uri_for(parts.uri.path_and_query()).map_err(|e| {
+) -> Result<(Response<Incoming>, Option<h1::H1Conn>, Duration), (ProxyError, Duration)> {
+    let bad_uri = |e: http::Error| {
         (ProxyError::new(ErrorKind::BadRequest, format!("cannot build the upstream URI: {e}")), Duration::ZERO)
-    })?;
+    };
+    parts.uri = if upstream_h2 {
+        version.url.uri_for(parts.uri.path_and_query()).map_err(bad_uri)?
+    } else {
+        version.url.origin_form(parts.uri.path_and_query()).map_err(bad_uri)?
+    };
     parts.version = if upstream_h2 { HttpVersion::HTTP_2 } else { HttpVersion::HTTP_11 };
     let upstream_req = Request::from_parts(parts, RequestBody::new(body, request_tap));
     let sent = Instant::now();
-    match tokio::time::timeout(shared.response_timeout, client.request(upstream_req)).await {
-        Ok(Ok(res)) => Ok((res, sent.elapsed())),
-        Ok(Err(e)) => Err((ProxyError::from_client(&e), Duration::ZERO)),
+    let exchange = async {
+        if upstream_h2 {
+            match shared.clients.http2.request(upstream_req).await {
+                Ok(res) => Ok((res, None)),
+                Err(e) => Err(ProxyError::from_client(&e)),
+            }
+        } else {
+            match shared.clients.http1.send(version.url.authority(), upstream_req).await {
+                Ok((res, conn)) => Ok((res, Some(conn))),
+                Err(h1::SendError::Connect(e)) => Err(ProxyError::connect(&e)),
+                Err(h1::SendError::Http(e)) => Err(ProxyError::from_hyper(&e)),
+            }
+        }
+    };
+    match tokio::time::timeout(shared.response_timeout, exchange).await {
+        Ok(Ok((res, conn))) => Ok((res, conn, sent.elapsed())),
+        Ok(Err(e)) => Err((e, Duration::ZERO)),
         Err(_) => Err((
             ProxyError::new(
                 ErrorKind::UpstreamTimeout,
@@ -243,10 +263,6 @@ async fn send(
     }
 }
 
-fn request_id_str(id: &HeaderValue) -> Arc<str> {
-    Arc::from(String::from_utf8_lossy(id.as_bytes()).as_ref())
-}
-
 #[allow(clippy::too_many_arguments)]
 fn local_response(
     capture: Option<&CaptureSink>,
@@ -254,7 +270,7 @@ fn local_response(
     request_id: &HeaderValue,
     version: &Version,
     method: http::Method,
-    path: String,
+    path: PathAndQuery,
     started_at: SystemTime,
     start: Instant,
     upstream: Duration,
@@ -270,7 +286,7 @@ fn local_response(
     if let Some(sink) = capture {
         let elapsed = start.elapsed();
         sink.offer(Capture {
-            request_id: request_id_str(request_id),
+            request_id: request_id.clone(),
             version: version.name.clone(),
             method,
             path,

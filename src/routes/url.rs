@@ -50,6 +50,19 @@ impl UpstreamUrl {
     }
 }
 
+impl UpstreamUrl {
+    /// The origin-form URI (`/prefix/path?query`) for an HTTP/1.1 request line.
+    pub fn origin_form(&self, path_and_query: Option<&PathAndQuery>) -> Result<Uri, http::Error> {
+        match (self.prefix.is_empty(), path_and_query) {
+            (true, Some(p)) => Uri::builder().path_and_query(p.clone()).build(),
+            (true, None) => Uri::builder().path_and_query("/").build(),
+            (false, p) => Uri::builder()
+                .path_and_query(format!("{}{}", self.prefix, p.map(|p| p.as_str()).unwrap_or("/")))
+                .build(),
+        }
+    }
+}
+
 impl fmt::Display for UpstreamUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "http://{}{}", self.authority, self.prefix)
