@@ -9,6 +9,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::sync::Arc;
+use std::time::Duration;
 
 pub type H2Client = Client<HttpConnector, RequestBody>;
 
@@ -32,6 +33,7 @@ impl Clients {
             .http2_only(true)
             .build(connector);
         let http1 = H1Pool::new(cfg.max_idle_per_upstream, cfg.upstream_idle_timeout, cfg.connect_timeout);
+        http1.spawn_sweeper(Duration::from_secs(5).min(cfg.upstream_idle_timeout));
         Clients { http1, http2 }
     }
 }

@@ -103,6 +103,36 @@ impl H1Pool {
         Arc::new(H1Pool { idle: Mutex::new(Vec::new()), max_idle, idle_timeout, connect_timeout })
     }
 
+    /// Closes idle connections that expired or that the upstream closed. Nothing polls an idle
+    /// connection, so without this a closed one would sit in CLOSE_WAIT until its next checkout.
+    pub fn sweep(&self) {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut idle = self.idle.lock().unwrap();
+        for (_, list) in idle.iter_mut() {
+            list.retain_mut(|entry| {
+                entry.conn.drive(&mut cx);
+                entry.since.elapsed() < self.idle_timeout && entry.conn.is_open()
+            });
+        }
+        idle.retain(|(_, list)| !list.is_empty());
+    }
+
+    /// Sweeps every `period` while the pool lives.
+    pub fn spawn_sweeper(self: &Arc<Self>, period: Duration) {
+        let pool = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                match pool.upgrade() {
+                    Some(p) => p.sweep(),
+                    None => return,
+                }
+            }
+        });
+    }
+
     fn take(&self, authority: &Authority) -> Option<H1Conn> {
         let mut idle = self.idle.lock().unwrap();
         let (_, list) = idle.iter_mut().find(|(a, _)| a == authority)?;
