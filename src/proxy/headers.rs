@@ -40,8 +40,8 @@ const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 fn is_hop_by_hop(name: &HeaderName) -> bool {
-    [header::CONNECTION, header::TE, header::TRANSFER_ENCODING, header::UPGRADE, KEEP_ALIVE, PROXY_CONNECTION]
-        .contains(name)
+    // Names are lower case; comparing strings avoids building HeaderNames per call.
+    matches!(name.as_str(), "connection" | "te" | "transfer-encoding" | "upgrade" | "keep-alive" | "proxy-connection")
 }
 
 /// A fresh request id: a random UUID v4 in its usual text form, as Envoy generates.
