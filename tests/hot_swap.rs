@@ -127,3 +127,33 @@ fn a_corrupt_state_file_stops_the_start() {
     assert!(!out.status.success(), "vigil started on a corrupt state file");
     assert!(stderr.contains("state.json") && stderr.contains("state.dir"), "{stderr}");
 }
+
+/// A SIGKILL (OOM killer, node failure) gives vigil no chance to flush anything: every routing
+/// change must already be on disk when the admin API answered it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_after_a_change_loses_neither_the_change_nor_its_audit_line() {
+    let (m1, m2) = (DemoModel::start("v1").await, DemoModel::start("v2").await);
+    let state = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[[versions]]\nname = \"v1\"\nurl = \"{}\"\n\n[[versions]]\nname = \"v2\"\nurl = \"{}\"\n",
+        m1.url(),
+        m2.url()
+    );
+    let mut vigil = Vigil::builder().config(&config).state_dir(state.path()).start().await;
+    assert_eq!(vigil.admin("POST", "/admin/versions/v2/activate", None).await.status, 200);
+    assert_eq!(vigil.admin("PUT", "/admin/versions/v1", Some(json!({"weight": 10}))).await.status, 200);
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(vigil.pid() as libc::pid_t, libc::SIGKILL) };
+    let status = vigil.wait_exit().await;
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(libc::SIGKILL));
+
+    let vigil = Vigil::builder().config(&config).state_dir(state.path()).start().await;
+    let view = vigil.versions().await;
+    assert_eq!(view["active"], "v2", "{view}");
+    let v1 = view["versions"].as_array().unwrap().iter().find(|v| v["name"] == "v1").unwrap();
+    assert_eq!(v1["traffic_share"], 10, "{view}");
+    let audit = vigil.audit();
+    let actions: Vec<&str> = audit.iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["version.activate", "version.put"], "{audit:?}");
+    assert_eq!(audit[1]["after"]["active"], "v2");
+}
