@@ -187,12 +187,14 @@ async fn probe_until_ready(
         if let Ok(uri) = uri {
             let probe = tokio::time::timeout(timeout.max(Duration::from_secs(1)), client.get(uri)).await;
             match probe {
-                Ok(Ok(res)) if res.status().as_u16() < 500 => {
-                    tracing::info!(status = res.status().as_u16(), "upstream answered the readiness probe");
-                    readiness.mark_answered();
-                    return;
+                Ok(Ok(res)) => {
+                    readiness.observe(res.status());
+                    if readiness.has_answered() {
+                        tracing::info!(status = res.status().as_u16(), "upstream answered the readiness probe");
+                        return;
+                    }
+                    tracing::debug!(status = res.status().as_u16(), "upstream not ready yet");
                 }
-                Ok(Ok(res)) => tracing::debug!(status = res.status().as_u16(), "upstream not ready yet"),
                 Ok(Err(e)) => tracing::debug!(error = %e, "upstream not reachable yet"),
                 Err(_) => tracing::debug!("readiness probe timed out"),
             }

@@ -132,18 +132,15 @@ impl ProxyError {
         res
     }
 
-    /// No connection to the upstream could be opened.
-    pub fn connect(e: &std::io::Error) -> ProxyError {
-        ProxyError::new(ErrorKind::UpstreamUnavailable, format!("cannot connect to upstream: {e}"))
+    /// No connection to the upstream could be opened (refused, unreachable, connect timeout).
+    pub fn connect(why: impl std::fmt::Display) -> ProxyError {
+        ProxyError::new(ErrorKind::UpstreamUnavailable, format!("cannot connect to upstream: {why}"))
     }
 
     /// Classifies a failure of hyper-util's pooled client (HTTP/2 upstreams).
     pub fn from_client(e: &hyper_util::client::legacy::Error) -> ProxyError {
         if e.is_connect() && !request_body_failed(e) {
-            return ProxyError::new(
-                ErrorKind::UpstreamUnavailable,
-                format!("cannot connect to upstream: {}", source_chain(e)),
-            );
+            return ProxyError::connect(source_chain(e));
         }
         match std::error::Error::source(e).and_then(|s| s.downcast_ref::<hyper::Error>()) {
             Some(h) => ProxyError::from_hyper(h),

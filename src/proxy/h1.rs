@@ -47,6 +47,12 @@ struct Idle {
     since: Instant,
 }
 
+impl Idle {
+    fn usable(&self, idle_timeout: Duration) -> bool {
+        self.since.elapsed() < idle_timeout && self.conn.is_open()
+    }
+}
+
 /// One upstream HTTP/1.1 connection: the request sender and the connection future that does
 /// the I/O, which whoever holds this polls.
 pub struct H1Conn {
@@ -111,7 +117,7 @@ impl H1Pool {
         for (_, list) in idle.iter_mut() {
             list.retain_mut(|entry| {
                 entry.conn.drive(&mut cx);
-                entry.since.elapsed() < self.idle_timeout && entry.conn.is_open()
+                entry.usable(self.idle_timeout)
             });
         }
         idle.retain(|(_, list)| !list.is_empty());
@@ -138,7 +144,7 @@ impl H1Pool {
         let (_, list) = idle.iter_mut().find(|(a, _)| a == authority)?;
         // Most recently used first: its socket is the least likely to have been closed.
         while let Some(entry) = list.pop() {
-            if entry.since.elapsed() < self.idle_timeout && entry.conn.is_open() {
+            if entry.usable(self.idle_timeout) {
                 return Some(entry.conn);
             }
         }

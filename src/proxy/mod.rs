@@ -43,8 +43,10 @@ pub struct Readiness {
 }
 
 impl Readiness {
-    pub fn mark_answered(&self) {
-        if !self.answered.load(Ordering::Relaxed) {
+    /// Records an upstream answer (live or probe). Only an answer below 500 counts: a model
+    /// server that is still loading says 503.
+    pub fn observe(&self, status: http::StatusCode) {
+        if status.as_u16() < 500 && !self.answered.load(Ordering::Relaxed) {
             self.answered.store(true, Ordering::Relaxed);
             metrics::gauge!(crate::telemetry::READY).set(if self.is_ready() { 1.0 } else { 0.0 });
         }
@@ -179,9 +181,7 @@ async fn forward(shared: &Shared, req: Request<Incoming>, guard: InFlightGuard) 
             )
         }
     };
-    if res.status().as_u16() < 500 {
-        shared.readiness.mark_answered();
-    }
+    shared.readiness.observe(res.status());
 
     let (mut parts, body) = res.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers, upstream_h2 && downstream_h2);
@@ -242,7 +242,7 @@ async fn send(
         } else {
             match shared.clients.http1.send(version.url.authority(), upstream_req).await {
                 Ok((res, conn)) => Ok((res, Some(conn))),
-                Err(h1::SendError::Connect(e)) => Err(ProxyError::connect(&e)),
+                Err(h1::SendError::Connect(e)) => Err(ProxyError::connect(e)),
                 Err(h1::SendError::Http(e)) => Err(ProxyError::from_hyper(&e)),
             }
         }

@@ -35,30 +35,30 @@ impl UpstreamUrl {
         &self.authority
     }
 
-    /// The absolute URI to send a request for `path_and_query` to.
+    /// The absolute URI to send a request for `path_and_query` to (HTTP/2's :scheme and
+    /// :authority come from it).
     pub fn uri_for(&self, path_and_query: Option<&PathAndQuery>) -> Result<Uri, http::Error> {
-        let pq = path_and_query.map(|p| p.as_str()).unwrap_or("/");
-        let builder = Uri::builder().scheme(Scheme::HTTP).authority(self.authority.clone());
-        if self.prefix.is_empty() {
-            match path_and_query {
-                Some(p) => builder.path_and_query(p.clone()).build(),
-                None => builder.path_and_query("/").build(),
-            }
-        } else {
-            builder.path_and_query(format!("{}{}", self.prefix, pq)).build()
-        }
+        Uri::builder()
+            .scheme(Scheme::HTTP)
+            .authority(self.authority.clone())
+            .path_and_query(self.upstream_path(path_and_query)?)
+            .build()
     }
-}
 
-impl UpstreamUrl {
     /// The origin-form URI (`/prefix/path?query`) for an HTTP/1.1 request line.
     pub fn origin_form(&self, path_and_query: Option<&PathAndQuery>) -> Result<Uri, http::Error> {
+        Uri::builder().path_and_query(self.upstream_path(path_and_query)?).build()
+    }
+
+    /// The client's path and query under this URL's prefix. Without a prefix the client's own
+    /// (already parsed) value is reused as is.
+    fn upstream_path(&self, path_and_query: Option<&PathAndQuery>) -> Result<PathAndQuery, http::Error> {
         match (self.prefix.is_empty(), path_and_query) {
-            (true, Some(p)) => Uri::builder().path_and_query(p.clone()).build(),
-            (true, None) => Uri::builder().path_and_query("/").build(),
-            (false, p) => Uri::builder()
-                .path_and_query(format!("{}{}", self.prefix, p.map(|p| p.as_str()).unwrap_or("/")))
-                .build(),
+            (true, Some(p)) => Ok(p.clone()),
+            (true, None) => Ok(PathAndQuery::from_static("/")),
+            (false, p) => {
+                Ok(format!("{}{}", self.prefix, p.map(PathAndQuery::as_str).unwrap_or("/")).parse::<PathAndQuery>()?)
+            }
         }
     }
 }
