@@ -2,9 +2,11 @@
 
 pub mod app;
 pub mod capture;
+pub mod codec;
 pub mod config;
 pub mod control;
 pub mod demo;
+pub mod monitor;
 pub mod proxy;
 pub mod routes;
 pub mod store;
