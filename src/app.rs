@@ -4,12 +4,14 @@
 //! Shutdown order: readiness goes false, the data path stops accepting and drains (in-flight
 //! exchanges finish), the capture queue empties into analysis, then the control plane stops.
 
-use crate::capture::{self, LatencyBook};
+use crate::capture::{self, Consumer, LatencyBook};
 use crate::config::Config;
-use crate::control::{Admin, Auth, Caller};
+use crate::control::{Admin, Auth, Caller, DriftControl};
+use crate::monitor::{self, Monitor, Settings};
 use crate::proxy::{self, server::ServerOptions, Readiness};
 use crate::routes::{RouteTable, Routes, StateFile};
 use crate::store::audit::AuditLog;
+use crate::store::reference::ReferenceStore;
 use crate::telemetry::{self, HotCounters};
 use bytes::Bytes;
 use http_body_util::Empty;
@@ -33,6 +35,8 @@ pub enum StartError {
     Listen { key: &'static str, addr: SocketAddr, source: std::io::Error },
     #[error("{0}")]
     Routes(String),
+    #[error("cannot use the drift reference: {0}")]
+    Reference(String),
 }
 
 /// A running vigil.
@@ -42,11 +46,10 @@ pub struct App {
     pub routes: Arc<RouteTable>,
     pub readiness: Arc<Readiness>,
     stop_proxy: CancellationToken,
-    stop_consumer: CancellationToken,
     stop_admin: CancellationToken,
     proxy_task: JoinHandle<bool>,
     admin_task: JoinHandle<bool>,
-    consumer_task: JoinHandle<()>,
+    consumer: Option<Consumer>,
     background: Vec<JoinHandle<()>>,
 }
 
@@ -66,13 +69,21 @@ pub async fn start(config: Config) -> Result<App, StartError> {
 
     let counters = Arc::new(HotCounters::new());
     let latency = Arc::new(LatencyBook::default());
-    let stop_consumer = CancellationToken::new();
-    let (sink, consumer_task) = if config.capture.enabled {
+    let audit = Arc::new(AuditLog::in_dir(dir));
+    let (monitor, monitor_handle) = if config.capture.enabled && config.drift.enabled {
+        let profile = monitor::initial_profile(&config, &ReferenceStore::in_dir(dir)).map_err(StartError::Reference)?;
+        let (m, h) =
+            Monitor::new(Settings::from_config(&config), profile, Some((ReferenceStore::in_dir(dir), audit.clone())));
+        (Some(m), Some(h))
+    } else {
+        (None, None)
+    };
+    let (sink, consumer) = if config.capture.enabled {
         let (sink, rx) =
             capture::channel(config.capture.queue_capacity, config.capture.max_body_bytes, counters.clone());
-        (Some(sink), tokio::spawn(capture::run_consumer(rx, latency.clone(), stop_consumer.clone())))
+        (Some(sink), Some(Consumer::spawn(rx, latency.clone(), monitor)))
     } else {
-        (None, tokio::spawn(async {}))
+        (None, None)
     };
     let readiness = Arc::new(Readiness::default());
     metrics::gauge!(telemetry::READY).set(0.0);
@@ -103,7 +114,14 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         routes: routes.clone(),
         editor: tokio::sync::Mutex::new(()),
         state_file,
-        audit: Arc::new(AuditLog::in_dir(dir)),
+        audit,
+        drift: monitor_handle.map(|handle| DriftControl {
+            handle,
+            store: ReferenceStore::in_dir(dir),
+            settings: Settings::from_config(&config),
+            max_upload_bytes: config.reference.max_upload_bytes,
+            reference_file: config.reference.file.clone(),
+        }),
         auth: Auth::new(config.admin_token()?),
         readiness: readiness.clone(),
         prometheus: prometheus.clone(),
@@ -145,11 +163,10 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         routes,
         readiness,
         stop_proxy,
-        stop_consumer,
         stop_admin,
         proxy_task,
         admin_task,
-        consumer_task,
+        consumer,
         background,
     })
 }
@@ -162,8 +179,9 @@ impl App {
         let drained = self.proxy_task.await.unwrap_or(false);
         // The consumer finishes what is queued and ends, even if a connection that outlived the
         // drain still holds a sink.
-        self.stop_consumer.cancel();
-        let _ = self.consumer_task.await;
+        if let Some(c) = self.consumer {
+            let _ = tokio::task::spawn_blocking(move || c.stop()).await;
+        }
         for t in &self.background {
             t.abort();
         }

@@ -66,9 +66,15 @@ struct RunArgs {
     /// The active version (routing.active); default the first.
     #[arg(long)]
     active: Option<String>,
-    /// Where state, audit trail and (later) logs live (state.dir).
+    /// Where state, audit trail, the saved reference and logs live (state.dir).
     #[arg(long)]
     state_dir: Option<PathBuf>,
+    /// Reference data set for drift: a .csv, .jsonl or .parquet file (reference.file).
+    #[arg(long)]
+    reference: Option<PathBuf>,
+    /// Drift window: the last N records ("1000") or the last T ("5m") (drift.window).
+    #[arg(long, value_name = "N|DURATION")]
+    drift_window: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -113,6 +119,8 @@ fn main() -> ExitCode {
                 upstreams: args.upstreams,
                 active: args.active,
                 state_dir: args.state_dir,
+                reference: args.reference,
+                drift_window: args.drift_window,
             };
             let config = match Config::load(args.config.as_deref(), &overrides) {
                 Ok(c) => c,

@@ -1,5 +1,5 @@
 //! Capture: what the tap saw of one exchange, the bounded queue that carries it off the hot path,
-//! and the consumer loop that turns captures into latency histograms (and, later, analysis).
+//! and the consumer thread that turns captures into latency histograms and drift records.
 //!
 //! Owns: [`Capture`], [`CaptureSink`] (the only thing the data path touches: `try_send`), the
 //! consumer task and the HDR latency book. May not touch: routes, sockets.
@@ -10,14 +10,15 @@ mod latency;
 
 pub use latency::{LatencyBook, LatencySummary};
 
+use crate::monitor::{self, Monitor};
 use crate::telemetry;
 use bytes::Bytes;
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Method};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 /// How an exchange ended, from the client's point of view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -107,32 +108,78 @@ pub fn channel(
     (CaptureSink { tx, counters, max_body_bytes }, rx)
 }
 
-/// The analysis consumer: runs until every sink is dropped, or until `stop`; then it closes
-/// the queue, finishes what is already in it, and returns. (Sinks held by connections that
-/// outlive the drain must not hold up shutdown.)
-pub async fn run_consumer(mut rx: mpsc::Receiver<Capture>, book: Arc<LatencyBook>, stop: CancellationToken) {
-    let truncated = metrics::counter!(telemetry::CAPTURES_TRUNCATED);
-    let analyse = |capture: Capture| {
-        if capture.request.truncated() || capture.response.truncated() {
-            truncated.increment(1);
-        }
-        book.record(&capture);
-    };
-    let mut batch = Vec::with_capacity(256);
-    loop {
-        tokio::select! {
-            biased;
-            n = rx.recv_many(&mut batch, 256) => {
-                if n == 0 {
-                    return;
-                }
-                batch.drain(..).for_each(analyse);
-            }
-            _ = stop.cancelled() => break,
-        }
+/// The analysis consumer: one OS thread of its own, so that decoding and drift tests never take
+/// time from the data path's runtime threads. It looks at the queue every [`monitor::TICK`] when
+/// idle (no wake-up per capture: the data path's `try_send` does not signal anyone), takes what is
+/// there, and evaluates the drift monitors when due.
+pub struct Consumer {
+    thread: std::thread::JoinHandle<()>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Consumer {
+    pub fn spawn(rx: mpsc::Receiver<Capture>, book: Arc<LatencyBook>, monitor: Option<Monitor>) -> Consumer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("vigil-analysis".into())
+            .spawn(move || consume(rx, book, monitor, flag))
+            .expect("can spawn the analysis thread");
+        Consumer { thread, stop }
     }
-    rx.close();
-    while let Some(capture) = rx.recv().await {
-        analyse(capture);
+
+    /// Closes the queue, lets the thread finish what is in it (and evaluate once more), and waits.
+    /// Blocking: call it off the runtime (`spawn_blocking`).
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::Release);
+        self.thread.thread().unpark();
+        let _ = self.thread.join();
+    }
+}
+
+fn consume(
+    mut rx: mpsc::Receiver<Capture>,
+    book: Arc<LatencyBook>,
+    mut monitor: Option<Monitor>,
+    stop: Arc<AtomicBool>,
+) {
+    let truncated = metrics::counter!(telemetry::CAPTURES_TRUNCATED);
+    loop {
+        let stopping = stop.load(Ordering::Acquire);
+        if stopping {
+            rx.close();
+        }
+        let mut taken = 0usize;
+        let disconnected = loop {
+            match rx.try_recv() {
+                Ok(capture) => {
+                    if capture.request.truncated() || capture.response.truncated() {
+                        truncated.increment(1);
+                    }
+                    book.record(&capture);
+                    if let Some(m) = monitor.as_mut() {
+                        m.process(&capture);
+                        if taken % 256 == 255 {
+                            m.tick(Instant::now());
+                        }
+                    }
+                    taken += 1;
+                }
+                Err(mpsc::error::TryRecvError::Empty) => break false,
+                Err(mpsc::error::TryRecvError::Disconnected) => break true,
+            }
+        };
+        if let Some(m) = monitor.as_mut() {
+            m.tick(Instant::now());
+        }
+        if stopping || disconnected {
+            if let Some(m) = monitor.as_mut() {
+                m.evaluate();
+            }
+            return;
+        }
+        if taken == 0 {
+            std::thread::park_timeout(monitor::TICK);
+        }
     }
 }

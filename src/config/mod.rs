@@ -3,9 +3,14 @@
 //! Owns: turning a file and flags into a validated [`Config`]. May not touch: sockets, state, metrics.
 //! Every key is documented, with its default, in `config/vigil.toml`; keep the two in step.
 
+mod analysis;
 mod duration;
 mod error;
 
+pub use analysis::{
+    CodecConfig, CodecRoute, ColumnDrift, DriftConfig, Method, ProtocolChoice, ReferenceConfig, SchemaConfig,
+    WindowSpec,
+};
 pub use duration::parse_duration;
 pub use error::ConfigError;
 
@@ -27,6 +32,10 @@ pub struct Config {
     pub log: LogConfig,
     pub routing: RoutingConfig,
     pub versions: Vec<VersionConfig>,
+    pub codec: CodecConfig,
+    pub schema: SchemaConfig,
+    pub reference: ReferenceConfig,
+    pub drift: DriftConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -213,6 +222,9 @@ pub struct Overrides {
     pub upstreams: Vec<String>,
     pub active: Option<String>,
     pub state_dir: Option<PathBuf>,
+    pub reference: Option<PathBuf>,
+    /// `--drift-window`: a record count or a duration.
+    pub drift_window: Option<String>,
 }
 
 impl Config {
@@ -271,6 +283,12 @@ impl Config {
         }
         if let Some(a) = &o.active {
             self.routing.active = Some(a.clone());
+        }
+        if let Some(r) = &o.reference {
+            self.reference.file = Some(r.clone());
+        }
+        if let Some(w) = &o.drift_window {
+            self.drift.window = WindowSpec::parse(w).map_err(|why| ConfigError::invalid("--drift-window", w, why))?;
         }
         Ok(())
     }
@@ -341,6 +359,26 @@ impl Config {
         }
         if let Some(f) = &self.admin.token_file {
             read_token_file(f)?;
+        }
+        self.codec.validate()?;
+        self.drift.validate()?;
+        if self.reference.max_rows == 0 {
+            return Err(ConfigError::invalid("reference.max_rows", "0", "a positive number of rows"));
+        }
+        if let Some(both) = self.schema.categorical.iter().find(|c| self.schema.numeric.contains(c)) {
+            return Err(ConfigError::invalid("schema.categorical", both, "a column not also listed in schema.numeric"));
+        }
+        if let Some(f) = &self.reference.file {
+            if crate::monitor::reference::Format::from_path(f).is_none() {
+                return Err(ConfigError::invalid(
+                    "reference.file",
+                    &f.display().to_string(),
+                    "a .csv, .jsonl (.ndjson) or .parquet file",
+                ));
+            }
+            if !f.is_file() {
+                return Err(ConfigError::invalid("reference.file", &f.display().to_string(), "an existing file"));
+            }
         }
         Ok(())
     }

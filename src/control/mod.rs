@@ -6,10 +6,12 @@
 //! serialized (one editor at a time), so the audit trail reads in the order changes happened.
 
 mod auth;
+mod drift;
 mod reply;
 mod versions;
 
 pub use auth::Auth;
+pub use drift::DriftControl;
 pub use reply::ApiError;
 
 use crate::capture::LatencyBook;
@@ -34,6 +36,8 @@ pub struct Admin {
     pub editor: tokio::sync::Mutex<()>,
     pub state_file: StateFile,
     pub audit: Arc<AuditLog>,
+    /// None when drift monitoring is off.
+    pub drift: Option<DriftControl>,
     pub auth: Auth,
     pub readiness: Arc<Readiness>,
     pub prometheus: PrometheusHandle,
@@ -89,6 +93,11 @@ impl Admin {
                 versions::activate(self, &name, req, caller).await
             }
             (["admin", "rollback"], &Method::POST) => versions::rollback(self, req, caller).await,
+            (["admin", "drift"], &Method::GET) => drift::get(self, &req),
+            (["admin", "drift", column], &Method::GET) => drift::column(self, &req, column),
+            (["admin", "reference"], &Method::GET) => drift::get_reference(self),
+            (["admin", "reference"], &Method::PUT) => drift::put_reference(self, req, caller).await,
+            (["admin", "reference"], &Method::DELETE) => drift::delete_reference(self, req, caller).await,
             (["admin", "latency"], &Method::GET) => {
                 Ok(json(StatusCode::OK, &serde_json::json!({"unit": "ms", "versions": self.latency.summary()})))
             }
@@ -124,6 +133,8 @@ impl Admin {
 fn not_found_or_method(segments: &[&str], method: &Method) -> ApiError {
     let allowed: &[&str] = match segments {
         ["healthz"] | ["readyz"] | ["metrics"] | ["admin", "versions"] | ["admin", "latency"] => &["GET"],
+        ["admin", "drift"] | ["admin", "drift", _] => &["GET"],
+        ["admin", "reference"] => &["GET", "PUT", "DELETE"],
         ["admin", "versions", _] => &["GET", "PUT", "DELETE"],
         ["admin", "versions", _, "activate"] | ["admin", "rollback"] => &["POST"],
         _ => {

@@ -152,7 +152,7 @@ async fn mutate(
     Ok(after)
 }
 
-fn actor(req: &Request<Incoming>, admin: &Admin) -> String {
+pub(super) fn actor(req: &Request<Incoming>, admin: &Admin) -> String {
     match req.headers().get("x-vigil-actor").and_then(|v| v.to_str().ok()) {
         Some(a) if !a.is_empty() => a.chars().take(128).collect(),
         _ if admin.auth.enabled() => "admin".into(),
@@ -160,8 +160,9 @@ fn actor(req: &Request<Incoming>, admin: &Admin) -> String {
     }
 }
 
-async fn read_json<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Result<T, ApiError> {
-    let bytes: Bytes = Limited::new(req.into_body(), MAX_BODY)
+/// Reads a whole request body of at most `limit` bytes (413 above).
+pub(super) async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
+    Ok(Limited::new(req.into_body(), limit)
         .collect()
         .await
         .map_err(|e| {
@@ -169,13 +170,17 @@ async fn read_json<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Re
                 ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "payload_too_large",
-                    format!("body larger than {MAX_BODY} bytes"),
+                    format!("body larger than {limit} bytes"),
                 )
             } else {
                 ApiError::bad_request(format!("cannot read the request body: {e}"))
             }
         })?
-        .to_bytes();
+        .to_bytes())
+}
+
+async fn read_json<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Result<T, ApiError> {
+    let bytes = read_body(req, MAX_BODY).await?;
     let mut de = serde_json::Deserializer::from_slice(&bytes);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();

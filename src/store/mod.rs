@@ -1,4 +1,5 @@
-//! Durable records in the state dir. For now: the append-only audit trail.
+//! Durable records in the state dir: the append-only audit trail and the saved reference.
 //! Owns: files under the state dir other than `state.json`. May not touch: routes, sockets.
 
 pub mod audit;
+pub mod reference;

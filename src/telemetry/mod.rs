@@ -26,6 +26,21 @@ pub const ACTIVE_VERSION: &str = "vigil_active_version_info";
 pub const TRAFFIC_SHARE: &str = "vigil_version_traffic_share_ratio";
 pub const STATE_WRITE_ERRORS: &str = "vigil_state_write_errors_total";
 pub const READY: &str = "vigil_ready";
+pub const RECORDS_TOTAL: &str = "vigil_records_total";
+pub const DECODE_FAILURES: &str = "vigil_decode_failures_total";
+pub const FEATURE_DRIFT_SCORE: &str = "vigil_feature_drift_score";
+pub const FEATURE_DRIFT_P_VALUE: &str = "vigil_feature_drift_p_value";
+pub const FEATURE_DRIFTED: &str = "vigil_feature_drifted";
+pub const PREDICTION_DRIFT_SCORE: &str = "vigil_prediction_drift_score";
+pub const PREDICTION_DRIFT_P_VALUE: &str = "vigil_prediction_drift_p_value";
+pub const PREDICTION_DRIFTED: &str = "vigil_prediction_drifted";
+pub const DATASET_DRIFT_SHARE: &str = "vigil_dataset_drift_share";
+pub const DATASET_DRIFTED: &str = "vigil_dataset_drifted";
+pub const COVARIATE_SHIFT_SCORE: &str = "vigil_covariate_shift_score";
+pub const COVARIATE_SHIFT_THRESHOLD: &str = "vigil_covariate_shift_threshold";
+pub const DRIFT_WINDOW_RECORDS: &str = "vigil_drift_window_records";
+pub const DRIFT_EVALUATION_DURATION: &str = "vigil_drift_evaluation_duration_seconds";
+pub const REFERENCE_ROWS: &str = "vigil_reference_rows";
 
 /// Buckets for latency histograms, in seconds: 100 µs to 60 s.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -76,6 +91,33 @@ fn describe() {
     describe_gauge!(TRAFFIC_SHARE, "Share of live traffic (0 to 1) each version receives.");
     describe_counter!(STATE_WRITE_ERRORS, "Failed writes to the state dir (state file, audit log).");
     describe_gauge!(READY, "1 once an upstream has answered, 0 before and while draining.");
+    describe_counter!(RECORDS_TOTAL, "Live records (batch rows) decoded and fed to the drift monitors, by version.");
+    describe_counter!(
+        DECODE_FAILURES,
+        "Captured inference exchanges that could not be turned into records, by reason (the client was not affected)."
+    );
+    describe_gauge!(
+        FEATURE_DRIFT_SCORE,
+        "Drift statistic of a feature's live window against the reference, by version, feature and method."
+    );
+    describe_gauge!(FEATURE_DRIFT_P_VALUE, "p-value of a feature's drift test (p-value methods only).");
+    describe_gauge!(FEATURE_DRIFTED, "1 when a feature's drift test says it drifted, else 0.");
+    describe_gauge!(
+        PREDICTION_DRIFT_SCORE,
+        "Drift statistic of a model output's live window, by version, output and method."
+    );
+    describe_gauge!(PREDICTION_DRIFT_P_VALUE, "p-value of a model output's drift test (p-value methods only).");
+    describe_gauge!(PREDICTION_DRIFTED, "1 when a model output's distribution drifted, else 0.");
+    describe_gauge!(DATASET_DRIFT_SHARE, "Share of features that drifted, by version.");
+    describe_gauge!(DATASET_DRIFTED, "1 when the share of drifted features reaches drift.drift_share.");
+    describe_gauge!(
+        COVARIATE_SHIFT_SCORE,
+        "Mean PCA reconstruction error of the window (multivariate covariate shift)."
+    );
+    describe_gauge!(COVARIATE_SHIFT_THRESHOLD, "Alert bound of the covariate shift score for the window's size.");
+    describe_gauge!(DRIFT_WINDOW_RECORDS, "Records in the live drift window, by version.");
+    describe_histogram!(DRIFT_EVALUATION_DURATION, Unit::Seconds, "Time one drift evaluation of every window took.");
+    describe_gauge!(REFERENCE_ROWS, "Rows of the reference data set in use.");
 }
 
 /// Upstream failure kinds, the `kind` label of `vigil_upstream_errors_total`.
