@@ -71,6 +71,6 @@ pub mod schedule;
 pub use generator::{run, Config, ConfigError};
 pub use payload::Protocol;
 pub use reference::{
-    default_features, ColumnStats, Distribution, FeatureSpec, Reference, ReferenceError, RowTransform, Sampler,
+    default_features, ColumnStats, Distribution, FeatureSpec, Reference, ReferenceError, RowTransform, Sampler, Shift,
 };
 pub use report::{ErrorCounts, LatencySummary, Report, ReportSummary};

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
-use vigil_loadtest::{Config, Protocol, Reference};
+use vigil_loadtest::{Config, Protocol, Reference, Shift};
 
 /// Constant-rate model-traffic generator (KServe V2 / TF-Serving V1 REST) with
 /// coordinated-omission-corrected latency percentiles.
@@ -46,6 +46,10 @@ struct Cli {
     /// features age, income, debt_ratio, tenure_months.
     #[arg(long)]
     reference: Option<PathBuf>,
+    /// Drift scenario: shift a feature by SDS reference standard deviations, from AFTER on
+    /// (e.g. `income=1.0@60s`; repeatable).
+    #[arg(long, value_name = "NAME=SDS[@AFTER]")]
+    shift: Vec<String>,
     /// Use HTTP/2 with prior knowledge (h2c).
     #[arg(long)]
     http2: bool,
@@ -89,8 +93,18 @@ fn main() -> ExitCode {
         timeout: cli.timeout,
         seed: cli.seed.unwrap_or_else(|| u64::from(fastrand::u32(..))),
         request_id_prefix: cli.request_id_prefix.clone(),
+        transform: if cli.shift.is_empty() {
+            None
+        } else {
+            match Shift::parse(&cli.shift, &reference) {
+                Ok(s) => Some(Arc::new(s)),
+                Err(e) => {
+                    eprintln!("loadtest: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        },
         reference: Arc::new(reference),
-        transform: None,
         http2: cli.http2,
     };
     if let Err(e) = cfg.validate() {

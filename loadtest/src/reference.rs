@@ -369,6 +369,55 @@ impl Sampler {
     }
 }
 
+/// Shifts features by a number of reference standard deviations from a given time on:
+/// the drift scenario of the demo and the drift tests (`--shift income=1.0@60s`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shift {
+    /// (column index, amount added) pairs.
+    pub columns: Vec<(usize, f64)>,
+    /// Rows intended before this time are left alone.
+    pub after: Duration,
+}
+
+impl Shift {
+    /// Parses `NAME=SDS[@AFTER]` specs (e.g. `income=1.5@60s`, `age=-0.5`) against a reference.
+    pub fn parse(specs: &[String], reference: &Reference) -> Result<Shift, String> {
+        let names = reference.names();
+        let stats = reference.stats();
+        let mut columns = Vec::new();
+        let mut after = Duration::ZERO;
+        for spec in specs {
+            let (assign, at) = match spec.split_once('@') {
+                Some((a, t)) => (a, Some(t)),
+                None => (spec.as_str(), None),
+            };
+            let (name, sds) =
+                assign.split_once('=').ok_or_else(|| format!("--shift {spec:?}: expected NAME=SDS[@AFTER], e.g. income=1.0@60s"))?;
+            let col = names
+                .iter()
+                .position(|n| *n == name)
+                .ok_or_else(|| format!("--shift {spec:?}: no feature {name:?} (features: {})", names.join(", ")))?;
+            let sds: f64 =
+                sds.parse().map_err(|_| format!("--shift {spec:?}: {sds:?} is not a number of standard deviations"))?;
+            if let Some(t) = at {
+                after = humantime::parse_duration(t).map_err(|e| format!("--shift {spec:?}: {t:?}: {e}"))?;
+            }
+            columns.push((col, sds * stats[col].std_dev));
+        }
+        Ok(Shift { columns, after })
+    }
+}
+
+impl RowTransform for Shift {
+    fn apply(&self, elapsed: Duration, row: &mut [f64], _rng: &mut fastrand::Rng) {
+        if elapsed >= self.after {
+            for &(col, delta) in &self.columns {
+                row[col] += delta;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,6 +19,29 @@ pub struct DemoOptions {
     pub duration: Option<Duration>,
 }
 
+/// A reference data set for the demo model: `rows` rows drawn from the demo features'
+/// distributions (seeded), with the v1 model's outputs as the `probability` and `label` columns.
+pub fn reference_csv(rows: usize, seed: u64) -> String {
+    let reference = vigil_loadtest::Reference::default();
+    let model = model::DemoModel::new("demo", "v1");
+    let mut out = reference.names().join(",");
+    out.push_str(",probability,label\n");
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut row = vec![0.0; reference.width()];
+    for _ in 0..rows {
+        reference.sample_row(&mut rng, &mut row);
+        let p = model.predict_row(&row);
+        for x in &row {
+            out.push_str(&format!("{x},"));
+        }
+        out.push_str(&format!("{p},{}\n", (p >= 0.5) as u8));
+    }
+    out
+}
+
+/// When the demo's traffic starts to drift, and how.
+const DEMO_SHIFT: &str = "income=1.0@60s";
+
 pub async fn run(opts: DemoOptions) -> ExitCode {
     let mut models = Vec::new();
     for version in ["v1", "v2"] {
@@ -28,7 +51,15 @@ pub async fn run(opts: DemoOptions) -> ExitCode {
         models.push((version, addr));
     }
     let state_dir = std::env::temp_dir().join(format!("vigil-demo-{}", std::process::id()));
+    let reference = state_dir.join("demo-reference.csv");
+    if let Err(e) = std::fs::create_dir_all(&state_dir).and_then(|_| std::fs::write(&reference, reference_csv(2000, 7))) {
+        eprintln!("vigil demo: cannot write {}: {e}", reference.display());
+        return ExitCode::FAILURE;
+    }
     let mut config = Config::default();
+    config.reference.file = Some(reference);
+    config.schema.predictions = vec!["probability".into(), "label".into()];
+    config.drift.window = crate::config::WindowSpec::Count(500);
     config.proxy.listen = opts.listen;
     config.admin.listen = opts.admin_listen;
     config.state.dir = state_dir.clone();
@@ -66,6 +97,8 @@ pub async fn run(opts: DemoOptions) -> ExitCode {
          \n  curl -s -X POST http://{admin}/admin/versions/v2/activate\
          \n  curl -s -X POST http://{admin}/admin/rollback\
          \n  curl -s http://{admin}/admin/latency\
+         \n  curl -s http://{admin}/admin/drift          (after 60 s the traffic's income shifts by +1 sd)\
+         \n  curl -s http://{admin}/admin/drift/income\
          \n  curl -s http://{admin}/metrics | grep ^vigil_\n\
          \nCtrl-C stops.\n",
         dir = state_dir.display(),
@@ -81,6 +114,10 @@ pub async fn run(opts: DemoOptions) -> ExitCode {
             rate: opts.rate,
             connections: 8,
             request_id_prefix: Some("demo-".into()),
+            transform: Some(std::sync::Arc::new(
+                vigil_loadtest::Shift::parse(&[DEMO_SHIFT.into()], &vigil_loadtest::Reference::default())
+                    .expect("the demo's shift is valid"),
+            )),
             ..Default::default()
         };
         tokio::spawn(vigil_loadtest::run(cfg, stop.clone().cancelled_owned()))

@@ -204,14 +204,16 @@ impl Monitor {
 
     /// Decodes one capture and feeds its rows to the version's window.
     pub fn process(&mut self, c: &Capture) {
-        if c.status != 200 || c.outcome != Outcome::Complete || (self.profile.is_none() && self.learner.is_none()) {
+        if c.outcome != Outcome::Complete || (self.profile.is_none() && self.learner.is_none()) {
             return;
         }
         let Some(codec) = self.settings.codec_for(c.path.path()) else { return };
-        if c.request.truncated() || c.response.truncated() {
+        if c.request.truncated() || (c.status == 200 && c.response.truncated()) {
             self.fail(FAILURE_TRUNCATED);
             return;
         }
+        // Requests are decoded whatever the answer, so that malformed payloads are counted even
+        // when the model refused them; only answered ones (200) become records.
         let request = match codec.decode_request(&c.request.bytes) {
             Ok(b) => b,
             Err(e) => {
@@ -220,6 +222,9 @@ impl Monitor {
                 return;
             }
         };
+        if c.status != 200 {
+            return;
+        }
         let response = match codec.decode_response(&c.response.bytes) {
             Ok(b) => Some(b),
             Err(e) => {
