@@ -391,8 +391,9 @@ impl Shift {
                 Some((a, t)) => (a, Some(t)),
                 None => (spec.as_str(), None),
             };
-            let (name, sds) =
-                assign.split_once('=').ok_or_else(|| format!("--shift {spec:?}: expected NAME=SDS[@AFTER], e.g. income=1.0@60s"))?;
+            let (name, sds) = assign
+                .split_once('=')
+                .ok_or_else(|| format!("--shift {spec:?}: expected NAME=SDS[@AFTER], e.g. income=1.0@60s"))?;
             let col = names
                 .iter()
                 .position(|n| *n == name)

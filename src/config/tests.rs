@@ -36,6 +36,54 @@ fn shipped_example_config_is_valid() {
     assert_eq!(c.capture.queue_capacity, d.capture.queue_capacity);
     assert_eq!(c.readiness.probe_path, d.readiness.probe_path);
     assert_eq!(c.state.dir, d.state.dir);
+    assert_eq!(c.reference.max_rows, d.reference.max_rows);
+    assert_eq!(c.reference.learn, d.reference.learn);
+    assert_eq!(c.reference.max_upload_bytes, d.reference.max_upload_bytes);
+    assert_eq!(c.drift.window, d.drift.window);
+    assert_eq!(c.drift.evaluate_every, d.drift.evaluate_every);
+    assert_eq!(c.drift.min_records, d.drift.min_records);
+    assert_eq!(c.drift.exact_limit, d.drift.exact_limit);
+    assert_eq!(c.drift.grid_bins, d.drift.grid_bins);
+    assert_eq!(c.drift.sub_windows, d.drift.sub_windows);
+    assert_eq!(c.drift.psi_bins, d.drift.psi_bins);
+    assert_eq!(c.drift.alpha, d.drift.alpha);
+    assert_eq!(c.drift.correction, d.drift.correction);
+    assert_eq!(c.drift.drift_share, d.drift.drift_share);
+    assert_eq!(c.drift.pca_variance, d.drift.pca_variance);
+}
+
+#[test]
+fn drift_keys_are_checked() {
+    assert!(err(&format!("{MINIMAL}[drift]\nwindow = \"soon\"")).contains("drift.window"));
+    let e = err(&format!("{MINIMAL}[drift]\nwindow = 0"));
+    assert!(e.contains("drift.window") && e.contains("record count"), "{e}");
+    let e = err(&format!("{MINIMAL}[drift]\nalpha = 1.5"));
+    assert!(e.contains("drift.alpha") && e.contains("(0, 1]"), "{e}");
+    let e = err(&format!("{MINIMAL}[drift]\ncorrection = \"holm\""));
+    assert!(e.contains("drift.correction") && e.contains("benjamini_hochberg"), "{e}");
+    let e = err(&format!("{MINIMAL}[drift.columns.age]\nmethod = \"t_test\""));
+    assert!(e.contains("drift.columns.age.method"), "{e}");
+    let e = err(&format!("{MINIMAL}[reference]\nfile = \"ref.xlsx\""));
+    assert!(e.contains("reference.file") && e.contains(".csv"), "{e}");
+    let e = err(&format!("{MINIMAL}[reference]\nfile = \"/nonexistent/ref.csv\""));
+    assert!(e.contains("reference.file") && e.contains("existing file"), "{e}");
+    let e =
+        err(&format!("{MINIMAL}[[codec.routes]]\npath_prefix = \"/score\"\nprotocol = \"json\"\nfeatures = \"/rows\""));
+    assert!(e.contains("codec.routes[0].predictions") && e.contains("JSON pointer"), "{e}");
+    let e =
+        err(&format!("{MINIMAL}[[codec.routes]]\npath_prefix = \"/score\"\nprotocol = \"v2\"\nfeatures = \"/rows\""));
+    assert!(e.contains("codec.routes[0].features"), "{e}");
+}
+
+#[test]
+fn drift_window_flag_takes_counts_and_durations() {
+    let mut c = Config::from_toml(MINIMAL, "t.toml").unwrap();
+    c.apply(&Overrides { drift_window: Some("5m".into()), ..Default::default() }).unwrap();
+    assert_eq!(c.drift.window, WindowSpec::Time(Duration::from_secs(300)));
+    c.apply(&Overrides { drift_window: Some("250".into()), ..Default::default() }).unwrap();
+    assert_eq!(c.drift.window, WindowSpec::Count(250));
+    let e = c.apply(&Overrides { drift_window: Some("-1".into()), ..Default::default() }).unwrap_err().to_string();
+    assert!(e.contains("--drift-window"), "{e}");
 }
 
 #[test]

@@ -52,7 +52,8 @@ pub async fn run(opts: DemoOptions) -> ExitCode {
     }
     let state_dir = std::env::temp_dir().join(format!("vigil-demo-{}", std::process::id()));
     let reference = state_dir.join("demo-reference.csv");
-    if let Err(e) = std::fs::create_dir_all(&state_dir).and_then(|_| std::fs::write(&reference, reference_csv(2000, 7))) {
+    if let Err(e) = std::fs::create_dir_all(&state_dir).and_then(|_| std::fs::write(&reference, reference_csv(2000, 7)))
+    {
         eprintln!("vigil demo: cannot write {}: {e}", reference.display());
         return ExitCode::FAILURE;
     }

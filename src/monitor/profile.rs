@@ -193,8 +193,7 @@ fn column_profile(
             let mut distinct_values = sorted.clone();
             distinct_values.dedup();
             let n_unique = distinct_values.len();
-            let mean = sorted.iter().sum::<f64>() / n as f64;
-            let std = (sorted.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n as f64).sqrt();
+            let std = super::stats::wasserstein::population_std(&sorted);
             let psi_edges = binning::quantile_edges(&sorted, drift.psi_bins);
             let psi_counts = binning::bin_counts(&psi_edges, &sorted);
             let grid_edges = binning::quantile_edges(&sorted, drift.grid_bins);
