@@ -2,7 +2,7 @@
 //! and the consumer thread that turns captures into latency histograms and drift records.
 //!
 //! Owns: [`Capture`], [`CaptureSink`] (the only thing the data path touches: `try_send`), the
-//! consumer task and the HDR latency book. May not touch: routes, sockets.
+//! analysis thread and the HDR latency book. May not touch: routes, sockets.
 //! Architecture invariant: the data path never waits on this module. A full queue drops the
 //! capture and counts it; nothing here can slow a client.
 
@@ -98,7 +98,7 @@ impl CaptureSink {
     }
 }
 
-/// Creates the queue: the sink for the data path, the receiver for [`run_consumer`].
+/// Creates the queue: the sink for the data path, the receiver for [`Consumer::spawn`].
 pub fn channel(
     capacity: usize,
     max_body_bytes: usize,
