@@ -101,7 +101,7 @@ pub async fn put_reference(admin: &Admin, req: Request<Incoming>, caller: &Calle
     let ctl = control(admin)?;
     let actor = actor(&req, admin);
     let ct = req.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-    let format = Format::from_content_type(&ct).ok_or_else(|| {
+    let unsupported = || {
         ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
@@ -109,8 +109,15 @@ pub async fn put_reference(admin: &Admin, req: Request<Incoming>, caller: &Calle
                 "Content-Type {ct:?}: expected text/csv, application/x-ndjson (JSON lines) or application/vnd.apache.parquet"
             ),
         )
-    })?;
+    };
+    let declared = Format::from_content_type(&ct);
+    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if declared.is_none() && !(essence.is_empty() || essence == "application/octet-stream") {
+        return Err(unsupported());
+    }
     let body = read_body(req, ctl.max_upload_bytes).await?;
+    // No (or a generic) media type: Parquet and JSON lines are recognised by their first bytes.
+    let format = declared.or_else(|| Format::sniff(&body)).ok_or_else(unsupported)?;
     let settings = ctl.settings.clone();
     let before = admin.drift.as_ref().and_then(|d| d.handle.snapshot.load().reference.clone());
     let source = Source::Upload { actor: actor.clone() };

@@ -584,9 +584,9 @@ pub fn initial_profile(config: &Config, store: &ReferenceStore) -> Result<Option
             (table, meta.source)
         }
         (_, Some(file)) => {
-            let table = reference::load(file).map_err(|e| format!("reference.file: {e}"))?;
+            let table = reference::load_sampled(file, config.reference.max_rows, 0)
+                .map_err(|e| format!("reference.file: {e}"))?;
             let source = Source::File { path: file.display().to_string() };
-            let table = table.sample(config.reference.max_rows, 0);
             // Saved too, so the state dir says which reference the figures were computed against.
             match store.stage(&table, source.clone()).and_then(|s| s.commit()) {
                 Ok(()) => {}
