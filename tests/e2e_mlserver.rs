@@ -356,3 +356,62 @@ async fn tritonclient_through_vigil_to_mlserver_and_a_version_flip() {
         started.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_on_a_shifted_stream_through_vigil_matches_scipy() {
+    let Some(python) = e2e_python() else {
+        assert!(std::env::var_os("CI").is_none(), "CI is set but VIGIL_E2E_PYTHON is not: .ci/run builds the venv");
+        println!("skipped: set VIGIL_E2E_PYTHON (see .ci/run)");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(&python);
+    cmd.arg(script("train.py")).arg(tmp.path());
+    run_ok(cmd, "train.py").await;
+    let reference = tmp.path().join("reference.csv");
+
+    let [port] = free_ports::<1>();
+    let mut mlserver = MlServer::spawn(&python, &tmp.path().join("v1"), "v1", port);
+    mlserver.wait_ready().await;
+    // A 500-row reference: KS with scipy's exact p-value per feature (Evidently's choice).
+    const ROWS: usize = 300;
+    let vigil = Vigil::builder()
+        .upstream("v1", &mlserver.url())
+        .config(&format!(
+            "[schema]\npredictions = [\"predict\"]\n[drift]\nwindow = {ROWS}\nevaluate_every = \"100ms\"\n"
+        ))
+        .args(["--reference".to_string(), reference.display().to_string()])
+        .start()
+        .await;
+
+    let mut cmd = Command::new(&python);
+    cmd.arg(script("drift.py")).args([
+        vigil.url(""),
+        vigil.admin_url(""),
+        reference.display().to_string(),
+        ROWS.to_string(),
+    ]);
+    let out: Value = serde_json::from_str(&run_ok(cmd, "drift.py").await).expect("drift.py prints JSON");
+
+    // Tolerances as in tests/stats_ks.rs: D exact to 1e-12, the exact-branch p-value to 1e-9 relative.
+    for (name, shifted) in [("age", false), ("income", true), ("utilisation", false), ("history_years", true)] {
+        let f = &out["features"][name];
+        let (vigil, scipy) = (&f["vigil"], &f["scipy"]);
+        assert_eq!(vigil["method"], "ks", "{name}: {vigil}");
+        let d = vigil["statistic"].as_f64().unwrap();
+        assert!(
+            (d - scipy["statistic"].as_f64().unwrap()).abs() <= 1e-12,
+            "{name}: D {d} vs scipy {}",
+            scipy["statistic"]
+        );
+        let (p, sp) = (vigil["p_value"].as_f64().unwrap(), scipy["pvalue"].as_f64().unwrap());
+        assert!((p - sp).abs() <= 1e-9 * sp.abs().max(1e-300), "{name}: p {p} vs scipy {sp}");
+        assert_eq!(vigil["drift"], shifted, "{name}: {vigil}");
+    }
+    let predict = &out["predictions"][0];
+    assert_eq!(predict["name"], "predict", "{out}");
+    assert_eq!(out["dataset"]["drifted"], 2, "{out}");
+    let m = vigil.metrics().await;
+    assert_eq!(m.sum("vigil_feature_drifted", &[("version", "v1"), ("feature", "income")]), 1.0);
+    assert_eq!(m.sum("vigil_decode_failures_total", &[]), 0.0, "{}", m.text);
+}

@@ -3,7 +3,8 @@
     python train.py OUT_DIR
 
 writes, for each version V in v1 and v2, an MLServer model repository OUT_DIR/V/credit/ holding
-model.joblib and model-settings.json (implementation mlserver_sklearn.SKLearnModel, name
+model.joblib and model-settings.json, and OUT_DIR/reference.csv (500 training rows with v1's
+prediction, the drift reference) (implementation mlserver_sklearn.SKLearnModel, name
 "credit", version V). Both versions are logistic regressions on the same fixed synthetic
 credit-style data set (4 numeric features, numpy seed 7) and differ in regularisation and in
 the features they see, so they disagree on a good share of inputs. Deterministic: the same
@@ -40,6 +41,20 @@ def data():
     return x, y
 
 
+FEATURES = ("age", "income", "utilisation", "history_years")
+
+
+def write_reference(out, x, model, rows=500):
+    """The drift reference: the first `rows` training rows, named, with v1's prediction."""
+    path = os.path.join(out, "reference.csv")
+    pred = model.predict(x[:rows])
+    with open(path, "w") as f:
+        f.write(",".join(FEATURES) + ",predict\n")
+        for row, p in zip(x[:rows], pred):
+            f.write(",".join(repr(float(v)) for v in row) + f",{int(p)}\n")
+    print(f"reference: {path}", file=sys.stderr)
+
+
 def main(out):
     x, y = data()
     # v1: all four features, default regularisation. v2: strong regularisation, and the
@@ -48,6 +63,7 @@ def main(out):
     x2 = x.copy()
     x2[:, 2] = 0.0
     v2 = make_pipeline(StandardScaler(), LogisticRegression(C=0.01)).fit(x2, y)
+    write_reference(out, x, v1)
     for version, model in (("v1", v1), ("v2", v2)):
         d = os.path.join(out, version, NAME)
         os.makedirs(d, exist_ok=True)
