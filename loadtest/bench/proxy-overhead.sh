@@ -18,6 +18,7 @@
 #   --rounds 2            repetitions of the whole matrix         (env ROUNDS)
 #   --connections 32      oha connections                         (env CONNECTIONS)
 #   --targets "..."       subset of: direct nginx vigil-w1 vigil-w2 vigil-notap-w1 vigil-notap-w2
+#                         vigil-drift-w1 vigil-drift-w2
 #                         (env TARGETS; direct is always added: the added latency is vs direct)
 #   --upstream-cpu 1      CPU list the upstream nginx is pinned to with taskset; "" = unpinned
 #                         (env UPSTREAM_CPU)
@@ -33,7 +34,8 @@
 #                         µs of CPU per request to loadtest/bench/profile-*.txt
 #
 # vigil variants: vigil-wN runs with [runtime] worker_threads = N and the capture tap on (the
-# default); vigil-notap-wN the same with [capture] enabled = false.
+# default); vigil-notap-wN the same with [capture] enabled = false; vigil-drift-wN the same with a
+# drift reference, so every exchange is also decoded and fed to the drift monitors.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -80,7 +82,7 @@ fi
 case " $TARGETS " in *" direct "*) ;; *) TARGETS="direct $TARGETS" ;; esac
 for t in $TARGETS; do
     case "$t" in
-        direct|nginx|vigil-w[0-9]*|vigil-notap-w[0-9]*) ;;
+        direct|nginx|vigil-w[0-9]*|vigil-notap-w[0-9]*|vigil-drift-w[0-9]*) ;;
         *) echo "unknown target: $t" >&2; exit 2 ;;
     esac
 done
@@ -318,6 +320,26 @@ enabled = $tap
 [proxy]
 drain_timeout = "2s"
 EOF
+            if [[ "$t" == vigil-drift-* ]]; then
+                # Drift on: a 2,000-row reference for the request's 8 features and the output y,
+                # so every exchange is decoded and fed to the default monitors.
+                python3 - "$dir/reference.csv" <<'PY'
+import random, sys
+random.seed(1)
+with open(sys.argv[1], "w") as f:
+    f.write(",".join(f"x{j}" for j in range(8)) + ",y\n")
+    for _ in range(2000):
+        f.write(",".join(f"{random.gauss(0.1 * (j + 1), 0.1):.6f}" for j in range(8)) + f",{random.random():.6f}\n")
+PY
+                cat >>"$dir/vigil.toml" <<EOF
+
+[reference]
+file = "$dir/reference.csv"
+
+[schema]
+predictions = ["y"]
+EOF
+            fi
             "$VIGIL" run -c "$dir/vigil.toml" --upstream "up=http://127.0.0.1:$up_port" \
                 --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" --state-dir "$dir/state" \
                 >"$dir/vigil.log" 2>&1 &
@@ -326,6 +348,15 @@ EOF
             PORT[$t]=$port
             wait_ready "$t" "http://127.0.0.1:$port$PATH_Q"
             log "$t on 127.0.0.1:$port (worker_threads=$threads, capture.enabled=$tap)"
+            if [[ "$t" == vigil-drift-* ]]; then
+                records=0
+                for _ in $(seq 50); do
+                    records="$(curl -s "http://127.0.0.1:$admin/metrics" | awk '/^vigil_records_total/ {s+=$2} END {print s+0}')"
+                    [ "$records" -gt 0 ] && break
+                    sleep 0.1
+                done
+                [ "$records" -gt 0 ] || { echo "$t: no records decoded after the readiness requests" >&2; exit 1; }
+            fi
             ;;
     esac
 done
