@@ -347,3 +347,51 @@ async fn reference_is_learned_from_the_first_live_records() {
     assert_eq!(d["reference"]["predictions"][0]["name"], "probability");
     assert!(vigil.state_dir.join("reference.jsonl").exists());
 }
+
+#[test]
+fn offline_drift_compares_two_files_with_the_live_machinery() {
+    let dir = tempfile::tempdir().unwrap();
+    let reference = reference_file(dir.path(), 600, 1);
+    let same = dir.path().join("same.csv");
+    std::fs::write(&same, vigil::demo::reference_csv(400, 2)).unwrap();
+    // Shift age by 20 years in a copy.
+    let shifted = dir.path().join("shifted.csv");
+    let text = vigil::demo::reference_csv(400, 3);
+    let mut lines = text.lines();
+    let mut out = format!("{}\n", lines.next().unwrap());
+    for l in lines {
+        let (age, rest) = l.split_once(',').unwrap();
+        out.push_str(&format!("{},{rest}\n", age.parse::<f64>().unwrap() + 20.0));
+    }
+    std::fs::write(&shifted, out).unwrap();
+    let config = dir.path().join("vigil.toml");
+    std::fs::write(&config, SCHEMA).unwrap();
+    let run = |current: &std::path::Path| {
+        run_to_exit(
+            &[
+                "drift",
+                "--reference",
+                reference.to_str().unwrap(),
+                "--current",
+                current.to_str().unwrap(),
+                "--config",
+                config.to_str().unwrap(),
+            ],
+            &[],
+        )
+    };
+    let ok = run(&same);
+    assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stderr));
+    let report: Value = serde_json::from_slice(&ok.stdout).unwrap();
+    assert_eq!(report["window"]["records"], 400);
+    assert_eq!(report["dataset"]["drifted"], 0, "{report}");
+    let drifted = run(&shifted);
+    assert_eq!(drifted.status.code(), Some(1), "{}", String::from_utf8_lossy(&drifted.stderr));
+    let report: Value = serde_json::from_slice(&drifted.stdout).unwrap();
+    let age = report["features"].as_array().unwrap().iter().find(|f| f["name"] == "age").unwrap();
+    assert_eq!(age["drift"], true, "{age}");
+    assert_eq!(age["method"], "ks");
+    let bad = run_to_exit(&["drift", "--reference", "/nonexistent.csv", "--current", same.to_str().unwrap()], &[]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--reference"), "{}", String::from_utf8_lossy(&bad.stderr));
+}

@@ -270,21 +270,7 @@ impl Monitor {
 
     /// Feeds records (already mapped onto the current profile's schema) to their version's window.
     pub fn ingest(&mut self, rec: &Records, profile: &Profile) {
-        let errors = match &profile.pca {
-            Some((pca, cols)) => (0..rec.rows)
-                .map(|r| {
-                    let row: Vec<f64> = cols
-                        .iter()
-                        .map(|&i| match &rec.features[i] {
-                            Some(Col::Num(v)) => v[r],
-                            _ => f64::NAN,
-                        })
-                        .collect();
-                    pca.error(&row)
-                })
-                .collect(),
-            None => Vec::new(),
-        };
+        let errors = pca_errors(rec, profile);
         let drift = &self.settings.drift;
         let window = self
             .windows
@@ -604,4 +590,58 @@ pub fn initial_profile(config: &Config, store: &ReferenceStore) -> Result<Option
         "drift reference loaded"
     );
     Ok(Some(Arc::new(profile)))
+}
+
+/// Compares two data sets offline with the live machinery (`vigil drift`): the reference profile
+/// as at start, the current table as one window holding all its rows. Columns are matched by
+/// name; a schema column the current table lacks is an error.
+pub fn compare_tables(reference: Table, current: Table, config: &Config) -> Result<VersionReport, String> {
+    let source = Source::File { path: "reference".into() };
+    let mut drift = config.drift.clone();
+    drift.window = crate::config::WindowSpec::Count(current.rows.max(1));
+    drift.min_records = drift.min_records.min(current.rows);
+    let profile = Profile::build(reference, source, &config.schema, &drift).map_err(|e| e.to_string())?;
+    let take = |spec: &schema::ColumnSpec| -> Result<Col, String> {
+        let c = current.column(&spec.name).ok_or_else(|| format!("the current data has no column {:?}", spec.name))?;
+        Ok(match (&c.data, spec.kind) {
+            (ColumnData::Num(v), schema::Kind::Numeric) => Col::Num(v.clone()),
+            (ColumnData::Num(v), schema::Kind::Categorical) => {
+                Col::Cat(v.iter().map(|x| (!x.is_nan()).then(|| schema::number_label(*x))).collect())
+            }
+            (ColumnData::Cat(v), schema::Kind::Categorical) => Col::Cat(v.clone()),
+            (ColumnData::Cat(v), schema::Kind::Numeric) => Col::Num(
+                v.iter().map(|s| s.as_deref().and_then(|s| s.trim().parse().ok()).unwrap_or(f64::NAN)).collect(),
+            ),
+        })
+    };
+    let features = profile.schema.features.iter().map(|s| take(s).map(Some)).collect::<Result<Vec<_>, _>>()?;
+    let predictions = profile.schema.predictions.iter().map(|s| take(s).map(Some)).collect::<Result<Vec<_>, _>>()?;
+    let rec = Records {
+        request_id: String::new(),
+        version: Arc::from("current"),
+        time: SystemTime::now(),
+        rows: current.rows,
+        features,
+        predictions,
+    };
+    let mut window = Window::new(drift.window, drift.sub_windows, drift.exact_limit);
+    window.ingest(&rec, &profile, &pca_errors(&rec, &profile));
+    Ok(drift::evaluate(&window, &profile, &drift, &mut BTreeMap::new()))
+}
+
+/// Each row's PCA reconstruction error (missing numeric features imputed), or nothing without PCA.
+fn pca_errors(rec: &Records, profile: &Profile) -> Vec<f64> {
+    let Some((pca, cols)) = &profile.pca else { return Vec::new() };
+    let mut row = vec![0.0; cols.len()];
+    (0..rec.rows)
+        .map(|r| {
+            for (x, &i) in row.iter_mut().zip(cols) {
+                *x = match &rec.features[i] {
+                    Some(Col::Num(v)) => v[r],
+                    _ => f64::NAN,
+                };
+            }
+            pca.error(&row)
+        })
+        .collect()
 }
