@@ -212,12 +212,13 @@ async fn malformed_payloads_reach_the_model_untouched_and_are_counted() {
             .body(TestBody::full(body))
             .unwrap()
     };
-    // Not JSON: the model's own answer comes back, byte for byte.
-    let garbage = "{\"inputs\": [1, 2";
-    let via = send(&client, post(garbage)).await;
-    let straight = send(&client, direct(garbage)).await;
-    assert_eq!(via.status, straight.status);
-    assert_bytes_eq(&via.body, &straight.body, "error body of the model");
+    // Not JSON, or cut short: the model's own answer comes back, byte for byte.
+    for garbage in ["hello, model", "{\"inputs\": [{\"name\": \"input-0\", \"sha"] {
+        let via = send(&client, post(garbage)).await;
+        let straight = send(&client, direct(garbage)).await;
+        assert_eq!(via.status, straight.status);
+        assert_bytes_eq(&via.body, &straight.body, "error body of the model");
+    }
     // Decodes, the model answers, but an extra input matches no feature.
     let extra = r#"{"inputs":[{"name":"input-0","shape":[1,4],"datatype":"FP64","data":[35,42000,0.7,12]},
                    {"name":"extra","shape":[1,2],"datatype":"FP64","data":[1,2]}]}"#;
@@ -230,6 +231,7 @@ async fn malformed_payloads_reach_the_model_untouched_and_are_counted() {
     vigil.wait_metric("vigil_records_total", &[("version", "v1")], 1.0).await;
     let m = vigil.metrics().await;
     assert_eq!(m.sum("vigil_decode_failures_total", &[("reason", "not_json")]), 1.0);
+    assert_eq!(m.sum("vigil_decode_failures_total", &[("reason", "truncated")]), 1.0);
     assert_eq!(m.sum("vigil_decode_failures_total", &[("reason", "schema_mismatch")]), 1.0);
     let d = poll_for("the schema warning", || async {
         let d = vigil.admin("GET", "/admin/drift", None).await.json();

@@ -293,11 +293,11 @@ impl CodecConfig {
                             "no JSON pointer unless protocol = \"json\" (V2 and V1 bodies have a known shape)",
                         ))
                     }
-                    Some(p) if !(p.is_empty() || p.starts_with('/')) => {
+                    Some(p) if crate::codec::check_pointer(p).is_err() => {
                         return Err(ConfigError::invalid(
                             &key(field),
                             p,
-                            "a JSON pointer (RFC 6901) such as \"/data/rows\", or \"\" for the whole body",
+                            "a JSON pointer (RFC 6901) such as \"/data/rows\" (~0 for ~, ~1 for /), or \"\" for the whole body",
                         ))
                     }
                     None if json => {

@@ -144,7 +144,8 @@ pub struct Monitor {
 const MAX_WARNINGS: usize = 50;
 
 /// Reasons an exchange did not become records, beyond the codecs' own.
-pub const FAILURE_TRUNCATED: &str = "truncated";
+/// A body longer than `capture.max_body_bytes`: only its start was captured.
+pub const FAILURE_TRUNCATED: &str = "capture_truncated";
 pub const FAILURE_SCHEMA: &str = "schema_mismatch";
 
 impl Monitor {
