@@ -214,7 +214,7 @@ fn column(cp: &ColumnProfile, g: Gathered, min_records: usize) -> (ColumnReport,
     let mut ks_error_bound = None;
     let (records, missing, evaluation, cats, hist) = match (&cp.shape, g) {
         (Shape::Num(p), Gathered::NumExact { mut values, missing }) => {
-            values.sort_by(f64::total_cmp);
+            values.sort_unstable_by(f64::total_cmp);
             let n = values.len() as u64;
             let bins = binning::bin_counts(&p.psi_edges, &values);
             let cats = num_categories(
