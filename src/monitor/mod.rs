@@ -646,3 +646,6 @@ fn pca_errors(rec: &Records, profile: &Profile) -> Vec<f64> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests;
