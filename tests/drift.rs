@@ -397,3 +397,66 @@ fn offline_drift_compares_two_files_with_the_live_machinery() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--reference"), "{}", String::from_utf8_lossy(&bad.stderr));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v1_and_json_pointer_payloads_become_records() {
+    let model = DemoModel::start("v1").await;
+    let dir = tempfile::tempdir().unwrap();
+    // The demo reference with V1's unnamed output named "prediction".
+    let csv = vigil::demo::reference_csv(500, 1).replacen("probability,label", "prediction,label", 1);
+    let reference = dir.path().join("reference.csv");
+    std::fs::write(&reference, csv).unwrap();
+    let vigil = Vigil::builder()
+        .upstream("v1", &model.url())
+        .config(
+            "[schema]\npredictions = [\"prediction\"]\ntarget = \"label\"\n\
+             [drift]\nwindow = 100\nevaluate_every = \"100ms\"\n",
+        )
+        .args(["--reference".to_string(), reference.display().to_string()])
+        .start()
+        .await;
+    let client = h1_client();
+    let body = r#"{"instances": [[35, 42000, 0.7, 12], [50, 61000, 0.2, 40], [23, 18000, 0.9, 2]]}"#;
+    let r = send(
+        &client,
+        request("POST", &vigil.url("/v1/models/demo:predict"))
+            .header("content-type", "application/json")
+            .body(TestBody::full(body))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let d = drift_with(&vigil, "v1", 3).await;
+    let p = &d["versions"]["v1"]["predictions"][0];
+    assert_eq!(p["name"], "prediction");
+    assert_eq!(p["records"], 3, "{p}");
+    assert_eq!(feature(&d, "v1", "income")["records"], 3);
+
+    // Any JSON API, mapped with pointers: the test upstream echoes the body back, so the
+    // predictions are read from the same document.
+    let up = Upstream::start("u").await;
+    let vigil = Vigil::builder()
+        .upstream("v1", &up.url())
+        .config(&format!(
+            "[schema]\npredictions = [\"prediction\"]\ntarget = \"label\"\n\
+             [drift]\nwindow = 100\nevaluate_every = \"100ms\"\n\
+             [[codec.routes]]\npath_prefix = \"/echo/score\"\nprotocol = \"json\"\n\
+             features = \"/data/rows\"\npredictions = \"/result/scores\"\n"
+        ))
+        .args(["--reference".to_string(), reference.display().to_string()])
+        .start()
+        .await;
+    let body = r#"{"data": {"rows": [{"age": 35, "income": 42000, "debt_ratio": 0.7, "tenure_months": 12},
+                                     {"age": 51, "income": 30000, "debt_ratio": 0.1, "tenure_months": 3}]},
+                   "result": {"scores": [0.2, 0.7]}}"#;
+    let r = send(&client, request("POST", &vigil.url("/echo/score")).body(TestBody::full(body)).unwrap()).await;
+    assert_eq!(r.status, 200);
+    let d = drift_with(&vigil, "v1", 2).await;
+    assert_eq!(feature(&d, "v1", "debt_ratio")["records"], 2, "{d}");
+    assert_eq!(d["versions"]["v1"]["predictions"][0]["records"], 2, "{d}");
+    // Paths no route names and no protocol claims are proxied and not analysed.
+    let r = send(&client, request("POST", &vigil.url("/echo/other")).body(TestBody::full(body)).unwrap()).await;
+    assert_eq!(r.status, 200);
+    let m = vigil.metrics().await;
+    assert_eq!(m.sum("vigil_decode_failures_total", &[]), 0.0, "{}", m.text);
+}
