@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Fuzzes the codecs: runs each target (codec_v2, codec_v1, codec_json) for a bounded time.
+# Fuzzes what reads bytes from the network or the operator: the codecs (codec_v2, codec_v1,
+# codec_json), the reference loader (reference) and the config loader (config_toml), each for a
+# bounded time.
 #   fuzz/run.sh [SECONDS_PER_TARGET=60] [TARGET...]
 # Needs a nightly toolchain and cargo-fuzz; says how to get them if they are missing.
 # A crash stops the run and leaves its input in fuzz/artifacts/<target>/: add it to the
@@ -8,7 +10,7 @@ set -euo pipefail
 secs="${1:-60}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(codec_v2 codec_v1 codec_json)
+[ ${#targets[@]} -gt 0 ] || targets=(codec_v2 codec_v1 codec_json reference config_toml)
 cd "$(dirname "$0")"
 
 if ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
@@ -21,9 +23,10 @@ if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
 fi
 
 for t in "${targets[@]}"; do
-    mkdir -p "corpus/$t"
+    mkdir -p "corpus/$t" "seeds/$t"
     echo "== $t: ${secs}s"
     # corpus/$t grows with what the fuzzer finds; seeds/$t is read only.
     cargo +nightly fuzz run "$t" "corpus/$t" "seeds/$t" -- \
-        -max_total_time="$secs" -max_len=8192 -timeout=10 -dict=json.dict -print_final_stats=1
+        -max_total_time="$secs" -max_len=8192 -timeout=10 -print_final_stats=1 \
+        $([ "$t" = config_toml ] || echo -dict=json.dict)
 done
