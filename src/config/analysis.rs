@@ -181,7 +181,8 @@ pub struct DriftConfig {
     /// How often every window is evaluated and the results published.
     #[serde(with = "duration::serde")]
     pub evaluate_every: Duration,
-    /// Fewer live records than this in a window: no verdict yet.
+    /// A time window with fewer live values than this gives no verdict (a count window gives
+    /// none until it is full).
     pub min_records: usize,
     /// Up to this many values in a window, tests run on the exact values; above, on counts over a
     /// frozen reference-quantile grid (memory per feature fixed; KS error bound reported).

@@ -60,7 +60,7 @@ pub async fn run(opts: DemoOptions) -> ExitCode {
     let mut config = Config::default();
     config.reference.file = Some(reference);
     config.schema.predictions = vec!["probability".into(), "label".into()];
-    config.drift.window = crate::config::WindowSpec::Count(500);
+    config.drift.window = crate::config::WindowSpec::Count(1000);
     config.proxy.listen = opts.listen;
     config.admin.listen = opts.admin_listen;
     config.state.dir = state_dir.clone();
@@ -98,7 +98,7 @@ pub async fn run(opts: DemoOptions) -> ExitCode {
          \n  curl -s -X POST http://{admin}/admin/versions/v2/activate\
          \n  curl -s -X POST http://{admin}/admin/rollback\
          \n  curl -s http://{admin}/admin/latency\
-         \n  curl -s http://{admin}/admin/drift          (after 60 s the traffic's income shifts by +1 sd)\
+         \n  curl -s http://{admin}/admin/drift          (verdicts once 1,000 records are in, ~1 min; then income shifts by +1 sd)\
          \n  curl -s http://{admin}/admin/drift/income\
          \n  curl -s http://{admin}/metrics | grep ^vigil_\n\
          \nCtrl-C stops.\n",

@@ -32,7 +32,8 @@ pub struct ColumnReport {
     /// p-value tests drift when p_value < threshold; distances when statistic >= threshold.
     pub threshold: f64,
     pub drift: bool,
-    /// Why there is no verdict (too few records), when there is none.
+    /// Why there is no verdict, when there is none: "window_filling" (a count window not yet full)
+    /// or "insufficient_data" (fewer than `drift.min_records` values).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<&'static str>,
     /// Non-missing live values in the window.
@@ -126,11 +127,18 @@ pub fn evaluate(
     let (rows, from, to) = window.bounds();
     let exact = window.exact();
     let evaluation = if exact { Evaluation::Exact } else { Evaluation::Binned };
+    // A count window gives no verdict until it is full: distances over a few records are noise
+    // (the normed Wasserstein distance of 200 records drawn from the reference itself averages 0.1,
+    // the default threshold).
+    let filling = match window.spec() {
+        WindowSpec::Count(n) if rows < n => Some("window_filling"),
+        _ => None,
+    };
     let mut reports: Vec<ColumnReport> = profile
         .columns()
         .enumerate()
         .map(|(i, cp)| {
-            let (report, hist) = column(cp, window.gather(i, cp), cfg.min_records);
+            let (report, hist) = column(cp, window.gather(i, cp), cfg.min_records, filling);
             histograms.insert(cp.name.clone(), hist);
             report
         })
@@ -172,7 +180,7 @@ pub fn evaluate(
     let covariate_shift = profile.pca.as_ref().map(|(pca, cols)| {
         let (mean, n) = window.pca_mean();
         let threshold = pca.threshold(n as usize);
-        let enough = n as usize >= cfg.min_records;
+        let enough = n as usize >= cfg.min_records && filling.is_none();
         CovariateReport {
             method: "pca_reconstruction",
             score: mean.is_finite().then_some(mean),
@@ -207,7 +215,12 @@ struct Categories {
     unseen: Option<u64>,
 }
 
-fn column(cp: &ColumnProfile, g: Gathered, min_records: usize) -> (ColumnReport, Histogram) {
+fn column(
+    cp: &ColumnProfile,
+    g: Gathered,
+    min_records: usize,
+    filling: Option<&'static str>,
+) -> (ColumnReport, Histogram) {
     let mut scores = BTreeMap::new();
     let mut statistic = None;
     let mut p_value = None;
@@ -302,7 +315,7 @@ fn column(cp: &ColumnProfile, g: Gathered, min_records: usize) -> (ColumnReport,
             }
         }
     }
-    let status = (records < min_records as u64).then_some("insufficient_data");
+    let status = filling.or((records < min_records as u64).then_some("insufficient_data"));
     let drift = status.is_none()
         && match (cp.method.is_p_value(), p_value, statistic) {
             (true, Some(p), _) => p < cp.threshold,
