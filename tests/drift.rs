@@ -437,12 +437,12 @@ async fn v1_and_json_pointer_payloads_become_records() {
     let up = Upstream::start("u").await;
     let vigil = Vigil::builder()
         .upstream("v1", &up.url())
-        .config(&format!(
+        .config(
             "[schema]\npredictions = [\"prediction\"]\ntarget = \"label\"\n\
              [drift]\nwindow = 100\nevaluate_every = \"100ms\"\n\
              [[codec.routes]]\npath_prefix = \"/echo/score\"\nprotocol = \"json\"\n\
-             features = \"/data/rows\"\npredictions = \"/result/scores\"\n"
-        ))
+             features = \"/data/rows\"\npredictions = \"/result/scores\"\n",
+        )
         .args(["--reference".to_string(), reference.display().to_string()])
         .start()
         .await;
