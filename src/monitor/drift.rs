@@ -3,7 +3,7 @@
 
 use super::profile::{ColumnProfile, NumProfile, Profile, Shape};
 use super::schema::Kind;
-use super::stats::{binning, chi2, correction, distance, ks, wasserstein, ztest};
+use super::stats::{binning, chi2, correction, distance, ks, merge, sort, wasserstein, ztest};
 use super::window::{Gathered, Window};
 use crate::config::{DriftConfig, Method, WindowSpec};
 use serde::Serialize;
@@ -126,11 +126,13 @@ pub fn evaluate(
     let (rows, from, to) = window.bounds();
     let exact = window.exact();
     let evaluation = if exact { Evaluation::Exact } else { Evaluation::Binned };
+    let mut scratch = Scratch::default();
     let mut reports: Vec<ColumnReport> = profile
         .columns()
         .enumerate()
         .map(|(i, cp)| {
-            let (report, hist) = column(cp, window.gather(i, cp), cfg.min_records);
+            let gathered = window.gather(i, cp, std::mem::take(&mut scratch.values));
+            let (report, hist) = column(cp, gathered, cfg.min_records, &mut scratch);
             histograms.insert(cp.name.clone(), hist);
             report
         })
@@ -207,16 +209,39 @@ struct Categories {
     unseen: Option<u64>,
 }
 
-fn column(cp: &ColumnProfile, g: Gathered, min_records: usize) -> (ColumnReport, Histogram) {
+/// Buffers the exact evaluation reuses across the columns of one evaluation: the values' buffer, the sort's
+/// scratch, and the ECDF levels (k/n) of the sample sizes seen, which are few (the reference's and the
+/// window's, for most columns).
+#[derive(Default)]
+struct Scratch {
+    /// A column's exact values, handed back after use.
+    values: Vec<f64>,
+    sort: Vec<u64>,
+    levels: Vec<merge::EcdfLevels>,
+}
+
+impl Scratch {
+    fn levels(&mut self, n: usize) -> usize {
+        match self.levels.iter().position(|l| l.size() == n) {
+            Some(i) => i,
+            None => {
+                self.levels.push(merge::EcdfLevels::new(n));
+                self.levels.len() - 1
+            }
+        }
+    }
+}
+
+fn column(cp: &ColumnProfile, g: Gathered, min_records: usize, scratch: &mut Scratch) -> (ColumnReport, Histogram) {
     let mut scores = BTreeMap::new();
     let mut statistic = None;
     let mut p_value = None;
     let mut ks_error_bound = None;
     let (records, missing, evaluation, cats, hist) = match (&cp.shape, g) {
         (Shape::Num(p), Gathered::NumExact { mut values, missing }) => {
-            values.sort_unstable_by(f64::total_cmp);
+            sort::sort_f64_with(&mut values, &mut scratch.sort);
             let n = values.len() as u64;
-            let bins = binning::bin_counts(&p.psi_edges, &values);
+            let bins = binning::bin_counts_sorted(&p.psi_edges, &values);
             let cats = num_categories(
                 p,
                 || {
@@ -231,15 +256,22 @@ fn column(cp: &ColumnProfile, g: Gathered, min_records: usize) -> (ColumnReport,
                 &bins,
             );
             if n > 0 {
-                let d = ks::ks_statistic(&p.sorted, &values);
+                // D and W1 from one merge: the values of ks_statistic and wasserstein_sorted, bit for bit.
+                let (la, lb) = (scratch.levels(p.sorted.len()), scratch.levels(values.len()));
+                let (la, lb) = (&scratch.levels[la], &scratch.levels[lb]);
+                let (d, w) = merge::ks_and_wasserstein_with(&p.sorted, &values, la, lb);
                 scores.insert("ks", d);
-                scores.insert("wasserstein", wasserstein::wasserstein_normed(&p.sorted, &values, p.std));
+                // wasserstein_normed, from the W1 already computed.
+                let normed = if p.std.is_nan() { f64::NAN } else { w / p.std.max(0.001) };
+                scores.insert("wasserstein", normed);
                 if cp.method == Method::Ks {
-                    let r = ks::ks_2samp(&p.sorted, &values);
+                    // ks_2samp, from the D already computed.
+                    let r = ks::ks_test_from_statistic(d, p.sorted.len(), values.len(), None);
                     statistic = Some(r.statistic);
                     p_value = Some(r.p_value);
                 }
             }
+            scratch.values = values;
             (n, missing, Evaluation::Exact, cats, numeric_histogram(p, bins))
         }
         (Shape::Num(p), Gathered::NumBinned { grid, bins, distinct, missing, min, max }) => {
