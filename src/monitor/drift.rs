@@ -3,7 +3,7 @@
 
 use super::profile::{ColumnProfile, NumProfile, Profile, Shape};
 use super::schema::Kind;
-use super::stats::{binning, chi2, correction, distance, ks, wasserstein, ztest};
+use super::stats::{binning, chi2, correction, distance, ks, merge, sort, wasserstein, ztest};
 use super::window::{Gathered, Window};
 use crate::config::{DriftConfig, Method, WindowSpec};
 use serde::Serialize;
@@ -134,11 +134,13 @@ pub fn evaluate(
         WindowSpec::Count(n) if rows < n => Some("window_filling"),
         _ => None,
     };
+    let mut scratch = Scratch::default();
     let mut reports: Vec<ColumnReport> = profile
         .columns()
         .enumerate()
         .map(|(i, cp)| {
-            let (report, hist) = column(cp, window.gather(i, cp), cfg.min_records, filling);
+            let gathered = window.gather(i, cp, std::mem::take(&mut scratch.values));
+            let (report, hist) = column(cp, gathered, cfg.min_records, filling, &mut scratch);
             histograms.insert(cp.name.clone(), hist);
             report
         })
@@ -215,11 +217,35 @@ struct Categories {
     unseen: Option<u64>,
 }
 
+/// Buffers the exact evaluation reuses across the columns of one evaluation: the values' buffer, the sort's
+/// scratch, and the ECDF levels (k/n) of the sample sizes seen, which are few (the reference's and the
+/// window's, for most columns).
+#[derive(Default)]
+struct Scratch {
+    /// A column's exact values, handed back after use.
+    values: Vec<f64>,
+    sort: Vec<u64>,
+    levels: Vec<merge::EcdfLevels>,
+}
+
+impl Scratch {
+    fn levels(&mut self, n: usize) -> usize {
+        match self.levels.iter().position(|l| l.size() == n) {
+            Some(i) => i,
+            None => {
+                self.levels.push(merge::EcdfLevels::new(n));
+                self.levels.len() - 1
+            }
+        }
+    }
+}
+
 fn column(
     cp: &ColumnProfile,
     g: Gathered,
     min_records: usize,
     filling: Option<&'static str>,
+    scratch: &mut Scratch,
 ) -> (ColumnReport, Histogram) {
     let mut scores = BTreeMap::new();
     let mut statistic = None;
@@ -227,9 +253,9 @@ fn column(
     let mut ks_error_bound = None;
     let (records, missing, evaluation, cats, hist) = match (&cp.shape, g) {
         (Shape::Num(p), Gathered::NumExact { mut values, missing }) => {
-            values.sort_unstable_by(f64::total_cmp);
+            sort::sort_f64_with(&mut values, &mut scratch.sort);
             let n = values.len() as u64;
-            let bins = binning::bin_counts(&p.psi_edges, &values);
+            let bins = binning::bin_counts_sorted(&p.psi_edges, &values);
             let cats = num_categories(
                 p,
                 || {
@@ -244,15 +270,20 @@ fn column(
                 &bins,
             );
             if n > 0 {
-                let d = ks::ks_statistic(&p.sorted, &values);
+                // D and W1 from one merge: the values of ks_statistic and wasserstein_sorted, bit for bit.
+                let (la, lb) = (scratch.levels(p.sorted.len()), scratch.levels(values.len()));
+                let (la, lb) = (&scratch.levels[la], &scratch.levels[lb]);
+                let (d, w) = merge::ks_and_wasserstein_with(&p.sorted, &values, la, lb);
                 scores.insert("ks", d);
-                scores.insert("wasserstein", wasserstein::wasserstein_normed(&p.sorted, &values, p.std));
+                scores.insert("wasserstein", wasserstein::normed(w, p.std));
                 if cp.method == Method::Ks {
-                    let r = ks::ks_2samp(&p.sorted, &values);
+                    // ks_2samp, from the D already computed.
+                    let r = ks::ks_test_from_statistic(d, p.sorted.len(), values.len(), None);
                     statistic = Some(r.statistic);
                     p_value = Some(r.p_value);
                 }
             }
+            scratch.values = values;
             (n, missing, Evaluation::Exact, cats, numeric_histogram(p, bins))
         }
         (Shape::Num(p), Gathered::NumBinned { grid, bins, distinct, missing, min, max }) => {
@@ -265,7 +296,7 @@ fn column(
                 let lo = min.min(p.sorted[0]);
                 let hi = max.max(*p.sorted.last().expect("profile has values"));
                 let (w, _) = wasserstein::wasserstein_binned(&p.grid_edges, &p.grid_counts, &grid, lo, hi);
-                scores.insert("wasserstein", w / p.std.max(0.001));
+                scores.insert("wasserstein", wasserstein::normed(w, p.std));
                 if cp.method == Method::Ks {
                     let (pv, _) = ks::ks_p_value(d, p.sorted.len(), n as usize);
                     statistic = Some(d);

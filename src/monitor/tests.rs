@@ -64,7 +64,7 @@ fn count_window_holds_exactly_the_last_n_records() {
     }
     assert!(w.exact());
     assert_eq!(w.bounds().0, 100);
-    let got = values(w.gather(0, &p.features[0]));
+    let got = values(w.gather(0, &p.features[0], Vec::new()));
     let want: Vec<f64> = (159..259).map(|x| x as f64).collect();
     assert_eq!(got, want);
     assert_eq!(w.records_total, 259);

@@ -285,25 +285,35 @@ impl Window {
         plan
     }
 
-    /// Gathers column `i` (features then predictions) for evaluation.
-    pub(super) fn gather(&self, i: usize, cp: &ColumnProfile) -> Gathered {
+    /// Gathers column `i` (features then predictions) for evaluation. Exact numeric values are written to
+    /// `spare` (its contents are discarded; its allocation is reused).
+    pub(super) fn gather(&self, i: usize, cp: &ColumnProfile, spare: Vec<f64>) -> Gathered {
         let exact = self.exact();
         let plan = self.take_plan();
         match &cp.shape {
             Shape::Num(p) => {
                 if exact {
-                    let mut values = Vec::new();
-                    let mut missing = 0;
+                    // Copied slot by slot (memcpy), then the missing values (NaN) squeezed out in one
+                    // branch-free pass, if there are any.
+                    let mut values = spare;
+                    values.clear();
+                    values.reserve(plan.iter().map(|&(_, k)| k).sum());
                     for &(s, k) in &plan {
                         let SlotCol::Num(c) = &self.slots[s].cols[i] else { unreachable!("same profile") };
-                        for &x in &c.raw[c.raw.len() - k..] {
-                            if x.is_nan() {
-                                missing += 1;
-                            } else {
-                                values.push(x);
-                            }
+                        values.extend_from_slice(&c.raw[c.raw.len() - k..]);
+                    }
+                    let mut kept = values.len();
+                    // (A fold without early exit, so that it vectorises.)
+                    if values.iter().fold(false, |nan, x| nan | x.is_nan()) {
+                        kept = 0;
+                        for r in 0..values.len() {
+                            let x = values[r];
+                            values[kept] = x;
+                            kept += !x.is_nan() as usize;
                         }
                     }
+                    let missing = (values.len() - kept) as u64;
+                    values.truncate(kept);
                     Gathered::NumExact { values, missing }
                 } else {
                     let mut grid = vec![0u64; p.grid_edges.len() + 1];

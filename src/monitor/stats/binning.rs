@@ -76,6 +76,31 @@ pub fn bin_counts(edges: &[f64], values: &[f64]) -> Vec<u64> {
     counts
 }
 
+/// [`bin_counts`] for values sorted ascending in `f64::total_cmp` order (any NaN then sits at the ends,
+/// and is skipped as there): identical counts, from one binary search per edge instead of one per value.
+///
+/// Bin `k` holds the run of values in `(e_{k-1}, e_k]`, so its count is the difference of the run ends
+/// `#{x <= e_k}`, each found by `partition_point` in what is left after the previous edge. Edges holding
+/// NaN or out of order (outside the contract) fall back to [`bin_counts`].
+pub fn bin_counts_sorted(edges: &[f64], sorted: &[f64]) -> Vec<u64> {
+    if edges.iter().any(|e| e.is_nan()) || !edges.is_sorted() {
+        return bin_counts(edges, sorted);
+    }
+    // NaNs sorted by total_cmp: negative ones first, positive ones last.
+    let start = sorted.iter().position(|x| !x.is_nan()).unwrap_or(sorted.len());
+    let end = sorted.iter().rposition(|x| !x.is_nan()).map_or(start, |i| i + 1);
+    let values = &sorted[start..end];
+    let mut counts = Vec::with_capacity(edges.len() + 1);
+    let mut at = 0usize;
+    for &e in edges {
+        let run = values[at..].partition_point(|&x| x <= e);
+        counts.push(run as u64);
+        at += run;
+    }
+    counts.push((values.len() - at) as u64);
+    counts
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,5 +162,41 @@ mod tests {
         assert_eq!(bin_counts(&e, &[0.0, 1.0, 1.5, 2.0, 2.5, f64::NAN]), vec![2, 2, 1]);
         assert_eq!(bin_counts(&[], &[1.0, 2.0]), vec![2]);
         assert_eq!(bin_counts(&e, &[]), vec![0, 0, 0]);
+    }
+
+    fn check_sorted(edges: &[f64], values: &[f64]) {
+        let mut sorted = values.to_vec();
+        sorted.sort_unstable_by(f64::total_cmp);
+        assert_eq!(bin_counts_sorted(edges, &sorted), bin_counts(edges, values), "edges {edges:?}");
+    }
+
+    #[test]
+    fn sorted_counts_match() {
+        let e = [1.0, 2.0];
+        check_sorted(&e, &[0.0, 1.0, 1.5, 2.0, 2.5, f64::NAN, -f64::NAN]);
+        check_sorted(&[], &[1.0, 2.0]);
+        check_sorted(&e, &[]);
+        check_sorted(&e, &[f64::NAN, -f64::NAN]);
+        check_sorted(&[0.0], &[-0.0, 0.0, -0.0]);
+        check_sorted(&[-0.0, 1.0], &[-0.0, 0.0, 1.0, f64::INFINITY, f64::NEG_INFINITY]);
+        check_sorted(&[f64::NEG_INFINITY, f64::INFINITY], &[f64::NEG_INFINITY, 0.0, f64::INFINITY]);
+        // Outside the contract: unsorted or NaN edges fall back.
+        check_sorted(&[2.0, 1.0], &[0.0, 1.5, 3.0]);
+        check_sorted(&[f64::NAN, 1.0], &[0.0, 1.5, 3.0]);
+        let mut rng = fastrand::Rng::with_seed(0xb1);
+        for trial in 0..300 {
+            let n = rng.usize(0..3000);
+            let values: Vec<f64> = (0..n)
+                .map(|_| match trial % 3 {
+                    0 => rng.i32(-5..6) as f64,
+                    1 => rng.f64() * 10.0 - 5.0,
+                    _ => ((rng.f64() * 10.0 - 5.0) * 4.0).round() / 4.0,
+                })
+                .collect();
+            let mut reference: Vec<f64> = (0..1 + rng.usize(0..500)).map(|_| rng.i32(-6..7) as f64 / 2.0).collect();
+            reference.sort_unstable_by(f64::total_cmp);
+            let edges = quantile_edges(&reference, [2, 5, 10, 20, 100][trial % 5]);
+            check_sorted(&edges, &values);
+        }
     }
 }

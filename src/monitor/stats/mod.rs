@@ -9,5 +9,7 @@ pub mod chi2;
 pub mod correction;
 pub mod distance;
 pub mod ks;
+pub mod merge;
+pub mod sort;
 pub mod wasserstein;
 pub mod ztest;

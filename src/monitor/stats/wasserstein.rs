@@ -78,10 +78,15 @@ pub fn wasserstein_sorted(u_sorted: &[f64], v_sorted: &[f64]) -> f64 {
 /// `W1(u, v) / max(ref_std, 0.001)`, where `ref_std` is `numpy.std(reference)` with `ddof=0`
 /// ([`population_std`]). NaN if W1 is NaN or `ref_std` is NaN.
 pub fn wasserstein_normed(u_sorted: &[f64], v_sorted: &[f64], ref_std: f64) -> f64 {
+    normed(wasserstein_sorted(u_sorted, v_sorted), ref_std)
+}
+
+/// Evidently's norming of a W1 already computed: `w1 / max(ref_std, 0.001)`, NaN if `ref_std` is NaN.
+pub fn normed(w1: f64, ref_std: f64) -> f64 {
     if ref_std.is_nan() {
         return f64::NAN;
     }
-    wasserstein_sorted(u_sorted, v_sorted) / ref_std.max(0.001)
+    w1 / ref_std.max(0.001)
 }
 
 /// Approximate W1 from counts over shared bins: returns `(estimate, bound)` with
