@@ -112,6 +112,10 @@ pub fn channel(
 /// time from the data path's runtime threads. It looks at the queue every [`monitor::TICK`] when
 /// idle (no wake-up per capture: the data path's `try_send` does not signal anyone), takes what is
 /// there, and evaluates the drift monitors when due.
+///
+/// The thread runs at a lower CPU priority ([`ANALYSIS_NICE`]): when the data path and analysis
+/// want the same core, the data path wins, and analysis falls behind into the bounded queue (whose
+/// overflow is dropped and counted) rather than into the client's latency.
 pub struct Consumer {
     thread: std::thread::JoinHandle<()>,
     stop: Arc<AtomicBool>,
@@ -123,7 +127,10 @@ impl Consumer {
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
             .name("vigil-analysis".into())
-            .spawn(move || consume(rx, book, monitor, flag))
+            .spawn(move || {
+                lower_priority();
+                consume(rx, book, monitor, flag)
+            })
             .expect("can spawn the analysis thread");
         Consumer { thread, stop }
     }
@@ -134,6 +141,26 @@ impl Consumer {
         self.stop.store(true, Ordering::Release);
         self.thread.thread().unpark();
         let _ = self.thread.join();
+    }
+}
+
+/// The analysis thread's nice value (0 is the default, 19 the lowest priority).
+pub const ANALYSIS_NICE: i32 = 10;
+
+/// Lowers the calling thread's CPU priority to [`ANALYSIS_NICE`]. On Linux the nice value belongs
+/// to the thread (setpriority on its thread id); elsewhere this does nothing. A failure only logs:
+/// the thread still works, at the default priority.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid and setpriority take no pointers and have no preconditions.
+        let rc = unsafe {
+            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+            libc::setpriority(libc::PRIO_PROCESS, tid, ANALYSIS_NICE)
+        };
+        if rc != 0 {
+            tracing::debug!(error = %std::io::Error::last_os_error(), "analysis thread keeps the default priority");
+        }
     }
 }
 
