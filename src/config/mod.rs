@@ -6,12 +6,16 @@
 mod analysis;
 mod duration;
 mod error;
+mod ground_truth;
 
 pub use analysis::{
     CodecConfig, CodecRoute, ColumnDrift, DriftConfig, Method, ProtocolChoice, ReferenceConfig, SchemaConfig,
     WindowSpec,
 };
 pub use duration::parse_duration;
+pub use ground_truth::{
+    FeedbackConfig, PerformanceConfig, PredictionLogConfig, SegmentConfig, Task, BASELINE_METRICS, LOWER_IS_BETTER,
+};
 pub use error::ConfigError;
 
 use serde::Deserialize;
@@ -36,6 +40,9 @@ pub struct Config {
     pub schema: SchemaConfig,
     pub reference: ReferenceConfig,
     pub drift: DriftConfig,
+    pub prediction_log: PredictionLogConfig,
+    pub feedback: FeedbackConfig,
+    pub performance: PerformanceConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -334,6 +341,8 @@ impl Config {
         if !self.versions.iter().any(|v| v.name == active) {
             return Err(ConfigError::invalid("routing.active", &active, "the name of one of the [[versions]]"));
         }
+        self.prediction_log.validate()?;
+        self.performance.validate()?;
         if self.proxy.max_in_flight == 0 {
             return Err(ConfigError::invalid("proxy.max_in_flight", "0", "a positive number of requests"));
         }
@@ -358,7 +367,10 @@ impl Config {
             ));
         }
         if let Some(f) = &self.admin.token_file {
-            read_token_file(f)?;
+            read_token_file(f, "admin.token_file")?;
+        }
+        if let Some(f) = &self.feedback.token_file {
+            read_token_file(f, "feedback.token_file")?;
         }
         self.codec.validate()?;
         self.drift.validate()?;
@@ -396,18 +408,33 @@ impl Config {
             }
         }
         match &self.admin.token_file {
-            Some(f) => read_token_file(f).map(Some),
+            Some(f) => read_token_file(f, "admin.token_file").map(Some),
             None => Ok(None),
         }
     }
 }
 
-fn read_token_file(path: &Path) -> Result<String, ConfigError> {
+impl Config {
+    /// The feedback token: `VIGIL_FEEDBACK_TOKEN`, else `feedback.token_file`, else none (open).
+    pub fn feedback_token(&self) -> Result<Option<String>, ConfigError> {
+        if let Ok(t) = std::env::var("VIGIL_FEEDBACK_TOKEN") {
+            if !t.is_empty() {
+                return Ok(Some(t));
+            }
+        }
+        match &self.feedback.token_file {
+            Some(f) => read_token_file(f, "feedback.token_file").map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+fn read_token_file(path: &Path, key: &str) -> Result<String, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io { path: path.to_owned(), source: e })?;
     let token = text.trim_end_matches(['\n', '\r']).to_owned();
     if token.is_empty() {
         return Err(ConfigError::invalid(
-            "admin.token_file",
+            key,
             &path.display().to_string(),
             "a file holding a non-empty token",
         ));

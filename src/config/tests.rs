@@ -50,6 +50,41 @@ fn shipped_example_config_is_valid() {
     assert_eq!(c.drift.correction, d.drift.correction);
     assert_eq!(c.drift.drift_share, d.drift.drift_share);
     assert_eq!(c.drift.pca_variance, d.drift.pca_variance);
+    assert_eq!(c.prediction_log.enabled, d.prediction_log.enabled);
+    assert_eq!(c.prediction_log.flush_interval, d.prediction_log.flush_interval);
+    assert_eq!(c.prediction_log.flush_rows, d.prediction_log.flush_rows);
+    assert_eq!(c.prediction_log.queue_rows, d.prediction_log.queue_rows);
+    assert_eq!(c.prediction_log.max_age, d.prediction_log.max_age);
+    assert_eq!(c.prediction_log.max_rows, d.prediction_log.max_rows);
+    assert_eq!(c.feedback.max_body_bytes, d.feedback.max_body_bytes);
+    assert_eq!(c.performance.enabled, d.performance.enabled);
+    assert_eq!(c.performance.task, d.performance.task);
+    assert_eq!(c.performance.classes, d.performance.classes);
+    assert_eq!(c.performance.positive_class, d.performance.positive_class);
+    assert_eq!(c.performance.threshold, d.performance.threshold);
+    assert_eq!(c.performance.windows, d.performance.windows);
+    assert_eq!(c.performance.max_records, d.performance.max_records);
+    assert_eq!(c.performance.calibration_bins, d.performance.calibration_bins);
+    assert_eq!(c.performance.min_records, d.performance.min_records);
+    assert_eq!(c.performance.margin, d.performance.margin);
+}
+
+#[test]
+fn ground_truth_keys_are_checked() {
+    let e = err(&format!("{MINIMAL}[performance]\nthreshold = 1.5"));
+    assert!(e.contains("performance.threshold") && e.contains("(0, 1)"), "{e}");
+    let e = err(&format!("{MINIMAL}[performance.baseline]\naccuracyy = 0.9"));
+    assert!(e.contains("performance.baseline.accuracyy") && e.contains("roc_auc"), "{e}");
+    let e = err(&format!("{MINIMAL}[[performance.segments]]\nname = \"g\""));
+    assert!(e.contains("performance.segments[0].feature") && e.contains("exactly one"), "{e}");
+    let e = err(&format!("{MINIMAL}[[performance.segments]]\nname = \"g\"\nfeature = \"age\"\nedges = [50, 30]"));
+    assert!(e.contains("performance.segments[0].edges"), "{e}");
+    let e = err(&format!("{MINIMAL}[[performance.segments]]\nname = \"g\"\npointer = \"region\""));
+    assert!(e.contains("performance.segments[0].pointer"), "{e}");
+    let e = err(&format!("{MINIMAL}[prediction_log]\nflush_interval = \"0s\""));
+    assert!(e.contains("prediction_log.flush_interval"), "{e}");
+    let e = err(&format!("{MINIMAL}[performance]\nwindows = [\"soon\"]"));
+    assert!(e.contains("performance.windows"), "{e}");
 }
 
 #[test]
