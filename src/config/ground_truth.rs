@@ -198,7 +198,7 @@ impl PerformanceConfig {
                 return Err(ConfigError::invalid(
                     &format!("performance.baseline.{name}"),
                     &v.to_string(),
-                    &format!("one of the metrics {}", BASELINE_METRICS.join(", ")),
+                    format!("one of the metrics {}", BASELINE_METRICS.join(", ")),
                 ));
             }
             if !v.is_finite() {
