@@ -2,15 +2,18 @@
 //! shuts them down in order. `vigil run`, `vigil demo`, benches and in-process tests start here.
 //!
 //! Shutdown order: readiness goes false, the data path stops accepting and drains (in-flight
-//! exchanges finish), the capture queue empties into analysis, then the control plane stops.
+//! exchanges finish), the capture queue empties into analysis, the prediction log writes what
+//! analysis gave it, then the control plane stops.
 
 use crate::capture::{self, Consumer, LatencyBook};
 use crate::config::Config;
-use crate::control::{Admin, Auth, Caller, DriftControl};
+use crate::control::{Admin, Auth, Caller, DriftControl, FeedbackControl};
+use crate::monitor::performance::Tracker;
 use crate::monitor::{self, Monitor, Settings};
 use crate::proxy::{self, server::ServerOptions, Readiness};
 use crate::routes::{RouteTable, Routes, StateFile};
 use crate::store::audit::AuditLog;
+use crate::store::predlog::{self, PredictionLog};
 use crate::store::reference::ReferenceStore;
 use crate::telemetry::{self, HotCounters};
 use bytes::Bytes;
@@ -37,6 +40,8 @@ pub enum StartError {
     Routes(String),
     #[error("cannot use the drift reference: {0}")]
     Reference(String),
+    #[error("{0} (prediction_log.enabled = false runs without it; feedback then answers 503)")]
+    PredictionLog(#[from] predlog::StoreError),
 }
 
 /// A running vigil.
@@ -50,6 +55,7 @@ pub struct App {
     proxy_task: JoinHandle<bool>,
     admin_task: JoinHandle<bool>,
     consumer: Option<Consumer>,
+    prediction_log: Option<PredictionLog>,
     background: Vec<JoinHandle<()>>,
 }
 
@@ -70,13 +76,28 @@ pub async fn start(config: Config) -> Result<App, StartError> {
     let counters = Arc::new(HotCounters::new());
     let latency = Arc::new(LatencyBook::default());
     let audit = Arc::new(AuditLog::in_dir(dir));
-    let (monitor, monitor_handle) = if config.capture.enabled && config.drift.enabled {
+    let analysis = config.capture.enabled && (config.drift.enabled || config.performance.enabled);
+    let prediction_log = if analysis && config.prediction_log.enabled {
+        Some(PredictionLog::open(dir, log_options(&config))?)
+    } else {
+        None
+    };
+    let (monitor, monitor_handle) = if analysis {
         let profile = monitor::initial_profile(&config, &ReferenceStore::in_dir(dir)).map_err(StartError::Reference)?;
-        let (m, h) =
-            Monitor::new(Settings::from_config(&config), profile, Some((ReferenceStore::in_dir(dir), audit.clone())));
+        let tracker = Tracker::new(config.performance.clone(), prediction_log.as_ref().map(|l| l.handle()));
+        let store = Some((ReferenceStore::in_dir(dir), audit.clone()));
+        let (m, h) = Monitor::new(Settings::from_config(&config), profile, store, tracker);
         (Some(m), Some(h))
     } else {
         (None, None)
+    };
+    let feedback = match (&prediction_log, &monitor_handle) {
+        (Some(log), Some(h)) => Some(FeedbackControl {
+            log: log.handle(),
+            commands: h.commands.clone(),
+            max_body_bytes: config.feedback.max_body_bytes,
+        }),
+        _ => None,
     };
     let (sink, consumer) = if config.capture.enabled {
         let (sink, rx) =
@@ -123,6 +144,8 @@ pub async fn start(config: Config) -> Result<App, StartError> {
             reference_file: config.reference.file.clone(),
         }),
         auth: Auth::new(config.admin_token()?),
+        feedback,
+        feedback_auth: Auth::feedback(config.feedback_token()?),
         readiness: readiness.clone(),
         prometheus: prometheus.clone(),
         latency,
@@ -167,6 +190,7 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         proxy_task,
         admin_task,
         consumer,
+        prediction_log,
         background,
     })
 }
@@ -182,12 +206,28 @@ impl App {
         if let Some(c) = self.consumer {
             let _ = tokio::task::spawn_blocking(move || c.stop()).await;
         }
+        // After analysis: everything it logged is written before the process ends.
+        if let Some(log) = self.prediction_log {
+            let _ = tokio::task::spawn_blocking(move || log.close()).await;
+        }
         for t in &self.background {
             t.abort();
         }
         self.stop_admin.cancel();
         let _ = self.admin_task.await;
         drained
+    }
+}
+
+fn log_options(config: &Config) -> predlog::Options {
+    let c = &config.prediction_log;
+    predlog::Options {
+        flush_interval: c.flush_interval,
+        flush_rows: c.flush_rows,
+        queue_rows: c.queue_rows,
+        max_age: (!c.max_age.is_zero()).then_some(c.max_age),
+        max_rows: (c.max_rows > 0).then_some(c.max_rows),
+        ..predlog::Options::default()
     }
 }
 

@@ -415,3 +415,67 @@ async fn drift_on_a_shifted_stream_through_vigil_matches_scipy() {
     assert_eq!(m.sum("vigil_feature_drifted", &[("version", "v1"), ("feature", "income")]), 1.0);
     assert_eq!(m.sum("vigil_decode_failures_total", &[]), 0.0, "{}", m.text);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn labels_posted_to_feedback_give_scikit_learns_metrics() {
+    let Some(python) = e2e_python() else {
+        assert!(std::env::var_os("CI").is_none(), "CI is set but VIGIL_E2E_PYTHON is not: .ci/run builds the venv");
+        println!("skipped: set VIGIL_E2E_PYTHON (see .ci/run)");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(&python);
+    cmd.arg(script("train.py")).arg(tmp.path());
+    run_ok(cmd, "train.py").await;
+    let reference = tmp.path().join("reference_labelled.csv");
+
+    let [port] = free_ports::<1>();
+    let mut mlserver = MlServer::spawn(&python, &tmp.path().join("v1"), "v1", port);
+    mlserver.wait_ready().await;
+    const ROWS: usize = 300;
+    let vigil = Vigil::builder()
+        .upstream("v1", &mlserver.url())
+        .config(&format!(
+            r#"
+[schema]
+predictions = ["predict", "predict_proba[1]"]
+target = "target"
+[drift]
+evaluate_every = "100ms"
+[performance]
+prediction = "predict"
+probability = "predict_proba[1]"
+windows = ["{ROWS}"]
+"#
+        ))
+        .args(["--reference".to_string(), reference.display().to_string()])
+        .start()
+        .await;
+
+    let mut cmd = Command::new(&python);
+    cmd.arg(script("performance.py")).args([vigil.url(""), vigil.admin_url(""), ROWS.to_string()]);
+    let out: Value = serde_json::from_str(&run_ok(cmd, "performance.py").await).expect("performance.py prints JSON");
+    assert_eq!(out["feedback"]["joined"], ROWS, "{}", out["feedback"]);
+    assert_eq!(out["feedback"]["unknown"], 0, "{}", out["feedback"]);
+
+    // The issue's tolerance: every metric to 1e-9 of scikit-learn's, counts exactly.
+    let (v, sk) = (&out["vigil"]["classification"], &out["sklearn"]);
+    assert_eq!(v["confusion_matrix"], sk["confusion_matrix"], "{v}");
+    let close = |name: &str, ours: &Value| {
+        let (a, b) = (ours.as_f64().unwrap_or(f64::NAN), sk[name].as_f64().unwrap());
+        assert!((a - b).abs() <= 1e-9, "{name}: vigil {a} vs scikit-learn {b}");
+    };
+    for name in ["accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "log_loss", "brier"] {
+        close(name, &v[name]);
+    }
+    close("macro_f1", &v["macro"]["f1"]);
+    close("weighted_f1", &v["weighted"]["f1"]);
+    // Label drift: the labels against the reference's target column (binary: the z-test).
+    let ld = &out["vigil"]["label_drift"];
+    assert_eq!(ld["name"], "target", "{ld}");
+    assert!(ld["p_value"].as_f64().is_some_and(|p| (0.0..=1.0).contains(&p)), "{ld}");
+    let m = vigil.metrics().await;
+    let accuracy = sk["accuracy"].as_f64().unwrap();
+    assert!((m.sum("vigil_model_accuracy", &[("version", "v1")]) - accuracy).abs() <= 1e-9, "{}", m.text);
+    assert_eq!(m.sum("vigil_feedback_total", &[("result", "joined")]), ROWS as f64);
+}

@@ -6,11 +6,19 @@ use subtle::ConstantTimeEq;
 
 pub struct Auth {
     token: Option<String>,
+    /// Where the token comes from, for the 401 message.
+    source: &'static str,
 }
 
 impl Auth {
+    /// The admin token (mutating admin routes).
     pub fn new(token: Option<String>) -> Auth {
-        Auth { token }
+        Auth { token, source: "VIGIL_ADMIN_TOKEN or admin.token_file" }
+    }
+
+    /// The feedback token (`POST /feedback`).
+    pub fn feedback(token: Option<String>) -> Auth {
+        Auth { token, source: "VIGIL_FEEDBACK_TOKEN or feedback.token_file" }
     }
 
     pub fn enabled(&self) -> bool {
@@ -33,7 +41,7 @@ impl Auth {
             None => Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
-                "this route changes state: send Authorization: Bearer <token> (VIGIL_ADMIN_TOKEN or admin.token_file)",
+                format!("this route changes state: send Authorization: Bearer <token> ({})", self.source),
             )),
         }
     }

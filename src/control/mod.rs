@@ -7,11 +7,14 @@
 
 mod auth;
 mod drift;
+pub mod feedback;
+mod performance;
 mod reply;
 mod versions;
 
 pub use auth::Auth;
 pub use drift::DriftControl;
+pub use feedback::FeedbackControl;
 pub use reply::ApiError;
 
 use crate::capture::LatencyBook;
@@ -39,6 +42,9 @@ pub struct Admin {
     /// None when drift monitoring is off.
     pub drift: Option<DriftControl>,
     pub auth: Auth,
+    /// None when labels cannot be joined (no prediction log).
+    pub feedback: Option<FeedbackControl>,
+    pub feedback_auth: Auth,
     pub readiness: Arc<Readiness>,
     pub prometheus: PrometheusHandle,
     pub latency: Arc<LatencyBook>,
@@ -98,6 +104,8 @@ impl Admin {
             (["admin", "reference"], &Method::GET) => drift::get_reference(self),
             (["admin", "reference"], &Method::PUT) => drift::put_reference(self, req, caller).await,
             (["admin", "reference"], &Method::DELETE) => drift::delete_reference(self, req, caller).await,
+            (["admin", "performance"], &Method::GET) => performance::get(self, &req),
+            (["feedback"], &Method::POST) => feedback::post(self, req).await,
             (["admin", "latency"], &Method::GET) => {
                 Ok(json(StatusCode::OK, &serde_json::json!({"unit": "ms", "versions": self.latency.summary()})))
             }
@@ -133,7 +141,8 @@ impl Admin {
 fn not_found_or_method(segments: &[&str], method: &Method) -> ApiError {
     let allowed: &[&str] = match segments {
         ["healthz"] | ["readyz"] | ["metrics"] | ["admin", "versions"] | ["admin", "latency"] => &["GET"],
-        ["admin", "drift"] | ["admin", "drift", _] => &["GET"],
+        ["admin", "drift"] | ["admin", "drift", _] | ["admin", "performance"] => &["GET"],
+        ["feedback"] => &["POST"],
         ["admin", "reference"] => &["GET", "PUT", "DELETE"],
         ["admin", "versions", _] => &["GET", "PUT", "DELETE"],
         ["admin", "versions", _, "activate"] | ["admin", "rollback"] => &["POST"],

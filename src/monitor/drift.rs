@@ -210,6 +210,45 @@ pub fn evaluate(
     }
 }
 
+/// One ground-truth label, as it arrived.
+#[derive(Debug, Clone, Copy)]
+pub enum Observed<'a> {
+    Num(f64),
+    Text(&'a str),
+}
+
+/// Label drift: the labels of a window against the reference's target column, with the same
+/// test, threshold and statistics as a feature of that kind and reference size.
+pub fn label_drift(cp: &ColumnProfile, labels: &[Observed], min_records: usize) -> ColumnReport {
+    let gathered = match &cp.shape {
+        Shape::Num(_) => {
+            let values: Vec<f64> = labels
+                .iter()
+                .filter_map(|l| match *l {
+                    Observed::Num(x) => Some(x),
+                    Observed::Text(s) => s.trim().parse().ok(),
+                })
+                .filter(|x: &f64| !x.is_nan())
+                .collect();
+            let missing = (labels.len() - values.len()) as u64;
+            Gathered::NumExact { values, missing }
+        }
+        Shape::Cat(p) => {
+            let mut counts = vec![0u64; p.categories.len() + 1];
+            for l in labels {
+                let key = match *l {
+                    Observed::Num(x) => super::schema::number_label(x),
+                    Observed::Text(s) => s.to_owned(),
+                };
+                let slot = p.index.get(&key).copied().unwrap_or(p.categories.len());
+                counts[slot] += 1;
+            }
+            Gathered::Cat { counts, missing: 0 }
+        }
+    };
+    column(cp, gathered, min_records, None, &mut Scratch::default()).0
+}
+
 /// Reference counts with one more slot (unseen), and live counts, over category-like bins.
 struct Categories {
     reference: Vec<u64>,

@@ -30,6 +30,7 @@ use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant, SystemTime};
+use performance::{PerformanceSnapshot, Tracker};
 use window::Window;
 
 /// What the admin API reads: the last evaluation.
@@ -46,6 +47,9 @@ pub struct Snapshot {
     pub schema_warnings: Vec<String>,
     #[serde(skip)]
     pub histograms: BTreeMap<String, BTreeMap<String, Histogram>>,
+    /// Served by `GET /admin/performance`.
+    #[serde(skip)]
+    pub performance: PerformanceSnapshot,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -68,6 +72,8 @@ pub enum Command {
     Replace(Arc<Profile>),
     /// No reference any more (learn again if `reference.learn` says so).
     Clear,
+    /// Labels joined with their logged predictions (`POST /feedback`).
+    Labels(Vec<crate::store::predlog::JoinedRow>),
 }
 
 /// The handles the control plane keeps.
@@ -140,6 +146,7 @@ pub struct Monitor {
     records: HashMap<Arc<str>, metrics::Counter>,
     next_evaluation: Instant,
     store: Option<(ReferenceStore, Arc<AuditLog>)>,
+    tracker: Tracker,
 }
 
 const MAX_WARNINGS: usize = 50;
@@ -156,7 +163,9 @@ impl Monitor {
         settings: Settings,
         profile: Option<Arc<Profile>>,
         store: Option<(ReferenceStore, Arc<AuditLog>)>,
+        mut tracker: Tracker,
     ) -> (Monitor, MonitorHandle) {
+        tracker.set_profile(profile.clone());
         let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
         let (tx, rx) = mpsc::channel();
         let learner = (profile.is_none() && settings.learn > 0).then(|| Learner::new(settings.learn));
@@ -184,6 +193,7 @@ impl Monitor {
             records: HashMap::new(),
             next_evaluation,
             store,
+            tracker,
         };
         m.evaluate();
         (m, MonitorHandle { snapshot, commands: tx })
@@ -267,7 +277,15 @@ impl Monitor {
             features,
             predictions,
         };
-        self.ingest(&rec, &profile);
+        let body = if self.tracker.needs_body() {
+            serde_json::from_slice::<serde_json::Value>(&c.request.bytes).ok()
+        } else {
+            None
+        };
+        self.tracker.record(&rec, body.as_ref());
+        if self.settings.drift.enabled {
+            self.ingest(&rec, &profile);
+        }
     }
 
     /// Feeds records (already mapped onto the current profile's schema) to their version's window.
@@ -314,6 +332,7 @@ impl Monitor {
 
     fn replace(&mut self, p: Arc<Profile>) {
         metrics::gauge!(telemetry::REFERENCE_ROWS).set(p.rows as f64);
+        self.tracker.set_profile(Some(p.clone()));
         self.profile = Some(p);
         self.windows.clear();
         self.learner = None;
@@ -328,8 +347,10 @@ impl Monitor {
         while let Ok(cmd) = self.commands.try_recv() {
             match cmd {
                 Command::Replace(p) => self.replace(p),
+                Command::Labels(joined) => self.tracker.labels(joined),
                 Command::Clear => {
                     self.profile = None;
+                    self.tracker.set_profile(None);
                     self.windows.clear();
                     self.learner = (self.settings.learn > 0).then(|| Learner::new(self.settings.learn));
                     metrics::gauge!(telemetry::REFERENCE_ROWS).set(0.0);
@@ -365,7 +386,7 @@ impl Monitor {
                     features: profile.schema.features.clone(),
                     predictions: profile.schema.predictions.clone(),
                 });
-                for (version, window) in self.windows.iter_mut() {
+                for (version, window) in self.windows.iter_mut().filter(|_| self.settings.drift.enabled) {
                     window.expire(now);
                     let mut hists = BTreeMap::new();
                     let report = drift::evaluate(window, profile, &self.settings.drift, &mut hists);
@@ -375,6 +396,7 @@ impl Monitor {
                 }
             }
         }
+        snap.performance = self.tracker.evaluate();
         self.snapshot.store(Arc::new(snap));
         metrics::histogram!(telemetry::DRIFT_EVALUATION_DURATION).record(started.elapsed().as_secs_f64());
     }
@@ -555,7 +577,7 @@ pub const TICK: Duration = Duration::from_millis(20);
 /// decision; a reference that came from a file is read again from that file, so editing the file
 /// and restarting takes effect. Errors name the file and what is wrong with it.
 pub fn initial_profile(config: &Config, store: &ReferenceStore) -> Result<Option<Arc<Profile>>, String> {
-    if !config.drift.enabled {
+    if !config.drift.enabled && !config.performance.enabled {
         return Ok(None);
     }
     let saved = store.load()?;

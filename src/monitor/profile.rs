@@ -88,6 +88,8 @@ pub struct Profile {
     pub source: Source,
     /// Over the numeric features, in schema order: which feature index each PCA input is.
     pub pca: Option<(Pca, Vec<usize>)>,
+    /// The ground-truth column (`schema.target`), for label drift.
+    pub target: Option<ColumnProfile>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -168,7 +170,11 @@ impl Profile {
         } else {
             None
         };
-        Ok(Profile { schema, features, predictions, rows: table.rows, source, pca })
+        let target = match &schema_cfg.target {
+            Some(t) => Some(column_profile(column(t, "schema.target")?, table.rows, drift)?),
+            None => None,
+        };
+        Ok(Profile { schema, features, predictions, rows: table.rows, source, pca, target })
     }
 
     pub fn columns(&self) -> impl Iterator<Item = &ColumnProfile> {

@@ -26,6 +26,29 @@ pub const ACTIVE_VERSION: &str = "vigil_active_version_info";
 pub const TRAFFIC_SHARE: &str = "vigil_version_traffic_share_ratio";
 pub const STATE_WRITE_ERRORS: &str = "vigil_state_write_errors_total";
 pub const READY: &str = "vigil_ready";
+// Ground truth: feedback and model performance (the first performance window, per version).
+pub const FEEDBACK_TOTAL: &str = "vigil_feedback_total";
+pub const PERFORMANCE_LABELLED: &str = "vigil_performance_window_labelled";
+pub const MODEL_ACCURACY: &str = "vigil_model_accuracy";
+pub const MODEL_PRECISION: &str = "vigil_model_precision";
+pub const MODEL_RECALL: &str = "vigil_model_recall";
+pub const MODEL_F1: &str = "vigil_model_f1";
+pub const MODEL_ROC_AUC: &str = "vigil_model_roc_auc";
+pub const MODEL_PR_AUC: &str = "vigil_model_pr_auc";
+pub const MODEL_LOG_LOSS: &str = "vigil_model_log_loss";
+pub const MODEL_BRIER: &str = "vigil_model_brier_score";
+pub const MODEL_MAE: &str = "vigil_model_mae";
+pub const MODEL_RMSE: &str = "vigil_model_rmse";
+pub const MODEL_R2: &str = "vigil_model_r2";
+pub const MODEL_ESTIMATED_ACCURACY: &str = "vigil_model_estimated_accuracy";
+pub const MODEL_ESTIMATED_ROC_AUC: &str = "vigil_model_estimated_roc_auc";
+pub const MODEL_PERFORMANCE_GAP: &str = "vigil_model_performance_gap";
+pub const MODEL_DEGRADED: &str = "vigil_model_degraded";
+pub const SEGMENT_ACCURACY: &str = "vigil_segment_accuracy";
+pub const SEGMENT_SELECTION_RATE: &str = "vigil_segment_selection_rate";
+pub const FAIRNESS_DEMOGRAPHIC_PARITY_DIFFERENCE: &str = "vigil_fairness_demographic_parity_difference";
+pub const FAIRNESS_DISPARATE_IMPACT_RATIO: &str = "vigil_fairness_disparate_impact_ratio";
+pub const FAIRNESS_EQUAL_OPPORTUNITY_DIFFERENCE: &str = "vigil_fairness_equal_opportunity_difference";
 pub const RECORDS_TOTAL: &str = "vigil_records_total";
 pub const DECODE_FAILURES: &str = "vigil_decode_failures_total";
 pub const FEATURE_DRIFT_SCORE: &str = "vigil_feature_drift_score";
@@ -91,6 +114,43 @@ fn describe() {
     describe_gauge!(TRAFFIC_SHARE, "Share of live traffic (0 to 1) each version receives.");
     describe_counter!(STATE_WRITE_ERRORS, "Failed writes to the state dir (state file, audit log).");
     describe_gauge!(READY, "1 once an upstream has answered, 0 before and while draining.");
+    describe_counter!(
+        FEEDBACK_TOTAL,
+        "Labels received on POST /feedback, by result: joined, replaced (a label sent again), unknown (no such logged prediction, or expired), invalid (does not fit the task)."
+    );
+    describe_gauge!(PERFORMANCE_LABELLED, "Labelled predictions in the first performance window, by version.");
+    describe_gauge!(MODEL_ACCURACY, "Accuracy over the labelled predictions of the first performance window, by version.");
+    describe_gauge!(MODEL_PRECISION, "Precision of each class over the first performance window, by version and class.");
+    describe_gauge!(MODEL_RECALL, "Recall of each class over the first performance window, by version and class.");
+    describe_gauge!(MODEL_F1, "F1 of each class over the first performance window, by version and class.");
+    describe_gauge!(MODEL_ROC_AUC, "ROC-AUC (exact, ties as scikit-learn) over the first performance window.");
+    describe_gauge!(MODEL_PR_AUC, "Average precision (PR-AUC) over the first performance window.");
+    describe_gauge!(MODEL_LOG_LOSS, "Log loss over the first performance window.");
+    describe_gauge!(MODEL_BRIER, "Brier score over the first performance window.");
+    describe_gauge!(MODEL_MAE, "Mean absolute error (regression) over the first performance window.");
+    describe_gauge!(MODEL_RMSE, "Root mean squared error (regression) over the first performance window.");
+    describe_gauge!(MODEL_R2, "R² (regression) over the first performance window.");
+    describe_gauge!(
+        MODEL_ESTIMATED_ACCURACY,
+        "Accuracy estimated from predicted probabilities (CBPE) over every prediction of the window, labelled or not."
+    );
+    describe_gauge!(MODEL_ESTIMATED_ROC_AUC, "ROC-AUC estimated from predicted probabilities (CBPE).");
+    describe_gauge!(MODEL_PERFORMANCE_GAP, "Live metric minus its validation baseline (performance.baseline), by metric.");
+    describe_gauge!(
+        MODEL_DEGRADED,
+        "1 when a live metric is worse than its baseline by more than performance.margin, by metric."
+    );
+    describe_gauge!(SEGMENT_ACCURACY, "Accuracy per segment group, by version, segment and group.");
+    describe_gauge!(SEGMENT_SELECTION_RATE, "Share of positive predictions per segment group (binary models).");
+    describe_gauge!(
+        FAIRNESS_DEMOGRAPHIC_PARITY_DIFFERENCE,
+        "Largest minus smallest selection rate across a segment's groups."
+    );
+    describe_gauge!(FAIRNESS_DISPARATE_IMPACT_RATIO, "Smallest over largest selection rate across a segment's groups.");
+    describe_gauge!(
+        FAIRNESS_EQUAL_OPPORTUNITY_DIFFERENCE,
+        "Largest minus smallest true positive rate across a segment's groups."
+    );
     describe_counter!(RECORDS_TOTAL, "Live records (batch rows) decoded and fed to the drift monitors, by version.");
     describe_counter!(
         DECODE_FAILURES,

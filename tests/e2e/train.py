@@ -3,8 +3,10 @@
     python train.py OUT_DIR
 
 writes, for each version V in v1 and v2, an MLServer model repository OUT_DIR/V/credit/ holding
-model.joblib and model-settings.json, and OUT_DIR/reference.csv (500 training rows with v1's
-prediction, the drift reference) (implementation mlserver_sklearn.SKLearnModel, name
+model.joblib and model-settings.json, OUT_DIR/reference.csv (500 training rows with v1's
+prediction, the drift reference) and OUT_DIR/reference_labelled.csv (the same rows with v1's
+probability of class 1 and the true label, for the performance test) (implementation
+mlserver_sklearn.SKLearnModel, name
 "credit", version V). Both versions are logistic regressions on the same fixed synthetic
 credit-style data set (4 numeric features, numpy seed 7) and differ in regularisation and in
 the features they see, so they disagree on a good share of inputs. Deterministic: the same
@@ -24,9 +26,9 @@ from sklearn.preprocessing import StandardScaler
 NAME = "credit"
 
 
-def data():
-    rng = np.random.default_rng(7)
-    n = 2000
+def data(seed=7, n=2000):
+    """Features and labels; seed 7 is the training set, other seeds draw fresh rows alike."""
+    rng = np.random.default_rng(seed)
     # age, income, utilisation, years of history: the same shapes as vigil's demo traffic.
     x = np.column_stack(
         [
@@ -55,6 +57,17 @@ def write_reference(out, x, model, rows=500):
     print(f"reference: {path}", file=sys.stderr)
 
 
+def write_labelled_reference(out, x, y, model, rows=500):
+    """The performance reference: features, v1's class and probability of class 1, the truth."""
+    path = os.path.join(out, "reference_labelled.csv")
+    pred = model.predict(x[:rows])
+    proba = model.predict_proba(x[:rows])[:, 1]
+    with open(path, "w") as f:
+        f.write(",".join(FEATURES) + ",predict,predict_proba[1],target\n")
+        for row, p, q, t in zip(x[:rows], pred, proba, y[:rows]):
+            f.write(",".join(repr(float(v)) for v in row) + f",{int(p)},{float(q)!r},{int(t)}\n")
+
+
 def main(out):
     x, y = data()
     # v1: all four features, default regularisation. v2: strong regularisation, and the
@@ -64,6 +77,7 @@ def main(out):
     x2[:, 2] = 0.0
     v2 = make_pipeline(StandardScaler(), LogisticRegression(C=0.01)).fit(x2, y)
     write_reference(out, x, v1)
+    write_labelled_reference(out, x, y, v1)
     for version, model in (("v1", v1), ("v2", v2)):
         d = os.path.join(out, version, NAME)
         os.makedirs(d, exist_ok=True)

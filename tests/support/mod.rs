@@ -651,6 +651,11 @@ impl Vigil {
         assert_eq!(rc, 0, "kill(SIGTERM)");
     }
 
+    /// SIGKILL, and wait until the process is gone (no shutdown code runs).
+    pub fn sigkill(mut self) {
+        self.proc.kill();
+    }
+
     /// Waits for the process to exit (at most [`DEADLINE`]).
     pub async fn wait_exit(&mut self) -> ExitStatus {
         let deadline = Instant::now() + DEADLINE;
