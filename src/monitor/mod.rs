@@ -8,6 +8,7 @@
 
 pub mod drift;
 pub mod pca;
+pub mod performance;
 pub mod profile;
 pub mod reference;
 pub mod schema;
