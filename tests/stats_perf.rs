@@ -186,9 +186,9 @@ fn cbpe_against_nannyml_formulas() {
         errors.check("estimated f1", name, e.f1, case["f1"].as_f64().unwrap());
         errors.check_opt("estimated roc_auc", name, e.roc_auc, &case["roc_auc"]);
         assert_eq!(e.roc_auc, estimated_roc_auc(&p));
-        if name.starts_with("beta_continuous") || name.starts_with("ties_2_decimals") {
-            // These cases' labels are p >= 0.5.
-            assert_eq!(estimate_at_threshold(&p, 0.5), Some(e), "{name}: threshold form");
+        if let Some(threshold) = opt(&case["threshold"]) {
+            // This case's labels are p >= threshold.
+            assert_eq!(estimate_at_threshold(&p, threshold), Some(e), "{name}: threshold form");
         }
     }
     errors.print("cbpe");
