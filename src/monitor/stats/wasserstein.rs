@@ -3,13 +3,13 @@
 
 /// Compensated (Neumaier) running sum, so long sums stay within a few ulps of exact.
 #[derive(Default)]
-struct Sum {
+pub(crate) struct Sum {
     sum: f64,
     carry: f64,
 }
 
 impl Sum {
-    fn add(&mut self, x: f64) {
+    pub(crate) fn add(&mut self, x: f64) {
         let t = self.sum + x;
         if self.sum.abs() >= x.abs() {
             self.carry += (self.sum - t) + x;
@@ -19,7 +19,7 @@ impl Sum {
         self.sum = t;
     }
 
-    fn value(&self) -> f64 {
+    pub(crate) fn value(&self) -> f64 {
         self.sum + self.carry
     }
 }
