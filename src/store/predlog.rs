@@ -377,8 +377,9 @@ impl PredictionLog {
         Ok(PredictionLog { handle: LogHandle { tx, shared }, thread: Some(thread) })
     }
 
-    /// A handle for another owner (the feedback endpoint); it outlives nothing: after `close`
-    /// its appends are dropped and its requests answer [`StoreError::Closed`].
+    /// A handle for another owner (the analysis thread, the feedback endpoint). It does not keep
+    /// the writer alive: after `close` (or drop) of this log, its appends are dropped and counted
+    /// and its requests answer [`StoreError::Closed`].
     pub fn handle(&self) -> LogHandle {
         self.handle.clone()
     }
