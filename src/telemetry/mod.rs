@@ -64,6 +64,16 @@ pub const COVARIATE_SHIFT_THRESHOLD: &str = "vigil_covariate_shift_threshold";
 pub const DRIFT_WINDOW_RECORDS: &str = "vigil_drift_window_records";
 pub const DRIFT_EVALUATION_DURATION: &str = "vigil_drift_evaluation_duration_seconds";
 pub const REFERENCE_ROWS: &str = "vigil_reference_rows";
+/// Live records written to the prediction log (`predictions.db`).
+pub const PREDICTION_LOG_ROWS_TOTAL: &str = "vigil_prediction_log_rows_total";
+/// Live records the prediction log dropped: its queue was full or their write failed.
+pub const PREDICTION_LOG_DROPPED: &str = "vigil_prediction_log_dropped_total";
+/// Failed prediction log operations, by `op` (open, write, label, retention, read).
+pub const PREDICTION_LOG_ERRORS: &str = "vigil_prediction_log_errors_total";
+/// Rows in the prediction log after the last write or retention step.
+pub const PREDICTION_LOG_ROWS: &str = "vigil_prediction_log_rows";
+/// Time one prediction log batch took to write and commit.
+pub const PREDICTION_LOG_FLUSH_DURATION: &str = "vigil_prediction_log_flush_duration_seconds";
 
 /// Buckets for latency histograms, in seconds: 100 µs to 60 s.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -178,6 +188,21 @@ fn describe() {
     describe_gauge!(DRIFT_WINDOW_RECORDS, "Records in the live drift window, by version.");
     describe_histogram!(DRIFT_EVALUATION_DURATION, Unit::Seconds, "Time one drift evaluation of every window took.");
     describe_gauge!(REFERENCE_ROWS, "Rows of the reference data set in use.");
+    describe_counter!(PREDICTION_LOG_ROWS_TOTAL, "Live records written to the prediction log.");
+    describe_counter!(
+        PREDICTION_LOG_DROPPED,
+        "Live records the prediction log dropped (queue full or failed write; the client was not affected)."
+    );
+    describe_counter!(
+        PREDICTION_LOG_ERRORS,
+        "Failed prediction log operations, by op (open, write, label, retention, read)."
+    );
+    describe_gauge!(PREDICTION_LOG_ROWS, "Rows in the prediction log.");
+    describe_histogram!(
+        PREDICTION_LOG_FLUSH_DURATION,
+        Unit::Seconds,
+        "Time one batch of the prediction log took to write and commit."
+    );
 }
 
 /// Upstream failure kinds, the `kind` label of `vigil_upstream_errors_total`.
