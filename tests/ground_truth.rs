@@ -9,10 +9,12 @@ mod support;
 
 use serde_json::{json, Value};
 use std::path::Path;
-use std::time::Duration;
 use support::*;
 
 const ROWS: usize = 4;
+
+/// (truth, predicted class, probability, age) of one labelled row.
+type Pair = (i64, i64, f64, f64);
 
 fn reference_file(dir: &Path) -> std::path::PathBuf {
     let path = dir.join("reference.csv");
@@ -158,13 +160,13 @@ async fn labels_join_their_predictions_and_performance_follows() {
     let w = &p["versions"]["v1"]["1000"];
     assert_eq!(w["unlabelled"], 40, "{w}");
     // The figures from the same 160 (truth, prediction) pairs, counted here.
-    let pairs: Vec<(i64, i64, f64, f64)> = answers[..40]
+    let pairs: Vec<Pair> = answers[..40]
         .iter()
         .flat_map(|(_, rows, preds, truth)| {
             preds.iter().zip(truth).zip(rows).map(|(((p, l), y), row)| (*y, *l, *p, row[0]))
         })
         .collect();
-    let count = |f: &dyn Fn(&(i64, i64, f64, f64)) -> bool| pairs.iter().filter(|x| f(x)).count() as u64;
+    let count = |f: &dyn Fn(&Pair) -> bool| pairs.iter().filter(|x| f(x)).count() as u64;
     let (tn, fp) = (count(&|x| x.0 == 0 && x.1 == 0), count(&|x| x.0 == 0 && x.1 == 1));
     let (fn_, tp) = (count(&|x| x.0 == 1 && x.1 == 0), count(&|x| x.0 == 1 && x.1 == 1));
     let c = &w["classification"];
