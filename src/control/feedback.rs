@@ -46,6 +46,10 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Label>, String> {
     let mut labels = Vec::new();
     for (i, v) in items.into_iter().enumerate() {
         let at = if many { format!("element {i}: ") } else { String::new() };
+        // (serde reads `"label": null` as an absent label; say what is wrong with it instead.)
+        if v.get("label").is_some_and(Value::is_null) {
+            return Err(format!("{at}label must be a number, a string or a boolean, not null"));
+        }
         let item: Item = serde_json::from_value(v).map_err(|e| format!("{at}{e}"))?;
         if item.request_id.is_empty() {
             return Err(format!("{at}request_id is empty"));

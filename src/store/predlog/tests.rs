@@ -244,7 +244,7 @@ fn sigkill_loses_at_most_the_unflushed_batch() {
         .args(["store::predlog::tests::crash_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
         .env("VIGIL_PREDLOG_CRASH_DIR", dir.path())
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
@@ -255,9 +255,10 @@ fn sigkill_loses_at_most_the_unflushed_batch() {
             break;
         }
     }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-    assert!(flushed, "the child never reported its flush");
+    // SIGKILL (an error here means the child already exited: its stderr says why).
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    assert!(flushed, "the child never reported its flush; its stderr:\n{}", String::from_utf8_lossy(&out.stderr));
 
     let db = sql(dir.path());
     let ok: String = db.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
