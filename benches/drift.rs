@@ -17,9 +17,9 @@ use std::sync::Arc;
 use std::time::SystemTime;
 use vigil::capture::{Capture, CapturedBody, Outcome, Timings};
 use vigil::config::{Config, WindowSpec};
+use vigil::monitor::performance::Tracker;
 use vigil::monitor::profile::{Profile, Source};
 use vigil::monitor::reference::{Column, ColumnData, Table};
-use vigil::monitor::performance::Tracker;
 use vigil::monitor::{Monitor, Settings};
 
 fn normal(rng: &mut fastrand::Rng) -> f64 {
@@ -44,7 +44,13 @@ fn monitor(features: usize, reference_rows: usize, window: usize, exact_limit: u
     config.drift.exact_limit = exact_limit;
     let source = Source::File { path: "bench".into() };
     let profile = Profile::build(table(features, reference_rows, 1), source, &config.schema, &config.drift).unwrap();
-    Monitor::new(Settings::from_config(&config), Some(Arc::new(profile)), None, Tracker::new(config.performance.clone(), None)).0
+    Monitor::new(
+        Settings::from_config(&config),
+        Some(Arc::new(profile)),
+        None,
+        Tracker::new(config.performance.clone(), None),
+    )
+    .0
 }
 
 fn v2_exchange(rows: usize, features: usize, seed: u64) -> Capture {

@@ -10,7 +10,7 @@ set -euo pipefail
 secs="${1:-60}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(codec_v2 codec_v1 codec_json reference config_toml)
+[ ${#targets[@]} -gt 0 ] || targets=(codec_v2 codec_v1 codec_json reference config_toml feedback)
 cd "$(dirname "$0")"
 
 if ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then

@@ -196,6 +196,11 @@ pub async fn start(config: Config) -> Result<App, StartError> {
 }
 
 impl App {
+    /// A handle on the prediction log, when it is on (the demo's labeller reads from it).
+    pub fn prediction_log(&self) -> Option<predlog::LogHandle> {
+        self.prediction_log.as_ref().map(|l| l.handle())
+    }
+
     /// Drains and stops everything. Returns false when connections outlived the drain timeout.
     pub async fn shutdown(self) -> bool {
         self.readiness.mark_draining();

@@ -1,6 +1,7 @@
 //! vigil: an inference sidecar proxy. See ARCHITECTURE.md for the map.
 
 pub mod app;
+pub mod background;
 pub mod capture;
 pub mod codec;
 pub mod config;

@@ -113,7 +113,7 @@ pub fn channel(
 /// idle (no wake-up per capture: the data path's `try_send` does not signal anyone), takes what is
 /// there, and evaluates the drift monitors when due.
 ///
-/// The thread runs at a lower CPU priority ([`ANALYSIS_NICE`]): when the data path and analysis
+/// The thread runs at a lower CPU priority ([`crate::background::NICE`]): when the data path and analysis
 /// want the same core, the data path wins, and analysis falls behind into the bounded queue (whose
 /// overflow is dropped and counted) rather than into the client's latency.
 pub struct Consumer {
@@ -125,12 +125,7 @@ impl Consumer {
     pub fn spawn(rx: mpsc::Receiver<Capture>, book: Arc<LatencyBook>, monitor: Option<Monitor>) -> Consumer {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("vigil-analysis".into())
-            .spawn(move || {
-                lower_priority();
-                consume(rx, book, monitor, flag)
-            })
+        let thread = crate::background::spawn("vigil-analysis", move || consume(rx, book, monitor, flag))
             .expect("can spawn the analysis thread");
         Consumer { thread, stop }
     }
@@ -141,26 +136,6 @@ impl Consumer {
         self.stop.store(true, Ordering::Release);
         self.thread.thread().unpark();
         let _ = self.thread.join();
-    }
-}
-
-/// The analysis thread's nice value (0 is the default, 19 the lowest priority).
-pub const ANALYSIS_NICE: i32 = 10;
-
-/// Lowers the calling thread's CPU priority to [`ANALYSIS_NICE`]. On Linux the nice value belongs
-/// to the thread (setpriority on its thread id); elsewhere this does nothing. A failure only logs:
-/// the thread still works, at the default priority.
-fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: gettid and setpriority take no pointers and have no preconditions.
-        let rc = unsafe {
-            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-            libc::setpriority(libc::PRIO_PROCESS, tid, ANALYSIS_NICE)
-        };
-        if rc != 0 {
-            tracing::debug!(error = %std::io::Error::last_os_error(), "analysis thread keeps the default priority");
-        }
     }
 }
 

@@ -153,15 +153,33 @@ pub struct SegmentConfig {
 /// Metrics where lower is better (the others: higher is better).
 pub const LOWER_IS_BETTER: [&str; 6] = ["log_loss", "brier", "mae", "rmse", "mape", "ece"];
 /// Names `performance.baseline` accepts.
-pub const BASELINE_METRICS: [&str; 13] =
-    ["accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "log_loss", "brier", "ece", "mae", "rmse", "r2", "mape"];
+pub const BASELINE_METRICS: [&str; 13] = [
+    "accuracy",
+    "precision",
+    "recall",
+    "f1",
+    "roc_auc",
+    "pr_auc",
+    "log_loss",
+    "brier",
+    "ece",
+    "mae",
+    "rmse",
+    "r2",
+    "mape",
+];
 
 impl PredictionLogConfig {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         if self.flush_interval.is_zero() {
-            return Err(ConfigError::invalid("prediction_log.flush_interval", "0s", "a positive duration such as \"200ms\""));
+            return Err(ConfigError::invalid(
+                "prediction_log.flush_interval",
+                "0s",
+                "a positive duration such as \"200ms\"",
+            ));
         }
-        for (key, v) in [("prediction_log.flush_rows", self.flush_rows), ("prediction_log.queue_rows", self.queue_rows)] {
+        for (key, v) in [("prediction_log.flush_rows", self.flush_rows), ("prediction_log.queue_rows", self.queue_rows)]
+        {
             if v == 0 {
                 return Err(ConfigError::invalid(key, "0", "a positive number"));
             }
@@ -180,12 +198,15 @@ impl PerformanceConfig {
             ));
         }
         if self.windows.is_empty() {
-            return Err(ConfigError::invalid("performance.windows", "[]", "at least one window, e.g. [\"1000\", \"1h\"]"));
+            return Err(ConfigError::invalid(
+                "performance.windows",
+                "[]",
+                "at least one window, e.g. [\"1000\", \"1h\"]",
+            ));
         }
-        for (key, v) in [
-            ("performance.max_records", self.max_records),
-            ("performance.calibration_bins", self.calibration_bins),
-        ] {
+        for (key, v) in
+            [("performance.max_records", self.max_records), ("performance.calibration_bins", self.calibration_bins)]
+        {
             if v == 0 {
                 return Err(ConfigError::invalid(key, "0", "a positive number"));
             }
@@ -202,7 +223,11 @@ impl PerformanceConfig {
                 ));
             }
             if !v.is_finite() {
-                return Err(ConfigError::invalid(&format!("performance.baseline.{name}"), &v.to_string(), "a finite number"));
+                return Err(ConfigError::invalid(
+                    &format!("performance.baseline.{name}"),
+                    &v.to_string(),
+                    "a finite number",
+                ));
             }
         }
         let mut names = std::collections::HashSet::new();
@@ -215,7 +240,11 @@ impl PerformanceConfig {
                 (Some(_), None) => {}
                 (None, Some(p)) => {
                     if crate::codec::check_pointer(p).is_err() {
-                        return Err(ConfigError::invalid(&key("pointer"), p, "a JSON pointer (RFC 6901) such as \"/parameters/region\""));
+                        return Err(ConfigError::invalid(
+                            &key("pointer"),
+                            p,
+                            "a JSON pointer (RFC 6901) such as \"/parameters/region\"",
+                        ));
                     }
                 }
                 _ => {

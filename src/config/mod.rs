@@ -13,10 +13,10 @@ pub use analysis::{
     WindowSpec,
 };
 pub use duration::parse_duration;
+pub use error::ConfigError;
 pub use ground_truth::{
     FeedbackConfig, PerformanceConfig, PredictionLogConfig, SegmentConfig, Task, BASELINE_METRICS, LOWER_IS_BETTER,
 };
-pub use error::ConfigError;
 
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -433,11 +433,7 @@ fn read_token_file(path: &Path, key: &str) -> Result<String, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io { path: path.to_owned(), source: e })?;
     let token = text.trim_end_matches(['\n', '\r']).to_owned();
     if token.is_empty() {
-        return Err(ConfigError::invalid(
-            key,
-            &path.display().to_string(),
-            "a file holding a non-empty token",
-        ));
+        return Err(ConfigError::invalid(key, &path.display().to_string(), "a file holding a non-empty token"));
     }
     Ok(token)
 }

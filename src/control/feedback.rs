@@ -99,7 +99,13 @@ pub async fn post(admin: &Admin, req: Request<Incoming>) -> Result<AdminResponse
         .log
         .label(labels)
         .await
-        .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "prediction_log_closed", "the prediction log is shutting down"))?
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "prediction_log_closed",
+                "the prediction log is shutting down",
+            )
+        })?
         .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "prediction_log_error", e.to_string()))?;
     let (mut joined, mut replaced) = (Vec::new(), 0usize);
     let mut unknown = 0usize;

@@ -39,6 +39,72 @@ pub fn reference_csv(rows: usize, seed: u64) -> String {
     out
 }
 
+/// How late the demo's labels arrive.
+const LABEL_DELAY_S: u64 = 5;
+
+/// The demo's labelling job: every second, for the demo requests logged at least
+/// [`LABEL_DELAY_S`] seconds ago, draws the truth from the model's own probability (a calibrated
+/// model, so the estimated and the realised performance agree until something else changes) and
+/// posts it to `POST /feedback` like any labelling job would; one request in five stays unlabelled.
+async fn label_demo_traffic(
+    log: crate::store::predlog::LogHandle,
+    admin: SocketAddr,
+    rate: f64,
+    stop: tokio_util::sync::WaitForCancellationFutureOwned,
+) {
+    use http_body_util::Full;
+    let client: hyper_util::client::legacy::Client<_, Full<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let mut rng = fastrand::Rng::with_seed(5);
+    let mut next = 0u64;
+    let started = std::time::Instant::now();
+    let work = async {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            // The traffic's request ids count up at `rate` per second from the start.
+            let age = started.elapsed().as_secs_f64() - LABEL_DELAY_S as f64;
+            let sent_long_ago = (age.max(0.0) * rate) as u64;
+            let mut items = Vec::new();
+            while next < sent_long_ago && items.len() < 2000 {
+                let id = format!("demo-{next}");
+                next += 1;
+                // Empty: that request's capture was dropped under load, or it failed: no label.
+                let Ok(Ok(rows)) = log.rows(&id).await else { continue };
+                if rows.is_empty() {
+                    continue;
+                }
+                if rng.u8(0..5) == 0 {
+                    continue;
+                }
+                let labels: Vec<u8> = rows
+                    .iter()
+                    .map(|r| {
+                        let p = r.predictions.get("probability").and_then(serde_json::Value::as_f64).unwrap_or(0.5);
+                        (rng.f64() < p) as u8
+                    })
+                    .collect();
+                items.push(serde_json::json!({"request_id": id, "labels": labels}));
+            }
+            if items.is_empty() {
+                continue;
+            }
+            let body = serde_json::to_vec(&items).expect("labels serialize");
+            let req = http::Request::post(format!("http://{admin}/feedback"))
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(Full::new(bytes::Bytes::from(body)))
+                .expect("valid request");
+            if let Err(e) = client.request(req).await {
+                tracing::warn!(error = %e, "demo labeller: POST /feedback failed");
+            }
+        }
+    };
+    tokio::select! {
+        _ = work => {}
+        _ = stop => {}
+    }
+}
+
 /// When the demo's traffic starts to drift, and how.
 const DEMO_SHIFT: &str = "income=1.0@60s";
 
@@ -61,6 +127,16 @@ pub async fn run(opts: DemoOptions) -> ExitCode {
     config.reference.file = Some(reference);
     config.schema.predictions = vec!["probability".into(), "label".into()];
     config.drift.window = crate::config::WindowSpec::Count(1000);
+    config.performance.probability = Some("probability".into());
+    config.performance.prediction = Some("label".into());
+    config.performance.windows =
+        vec![crate::config::WindowSpec::Count(1000), crate::config::WindowSpec::Time(Duration::from_secs(300))];
+    config.performance.segments = vec![crate::config::SegmentConfig {
+        name: "age_band".into(),
+        feature: Some("age".into()),
+        pointer: None,
+        edges: vec![30.0, 50.0],
+    }];
     config.proxy.listen = opts.listen;
     config.admin.listen = opts.admin_listen;
     config.state.dir = state_dir.clone();
@@ -100,6 +176,9 @@ pub async fn run(opts: DemoOptions) -> ExitCode {
          \n  curl -s http://{admin}/admin/latency\
          \n  curl -s http://{admin}/admin/drift          (verdicts once 1,000 records are in, ~1 min; then income shifts by +1 sd)\
          \n  curl -s http://{admin}/admin/drift/income\
+         \n  curl -s http://{admin}/admin/performance   (a labeller posts ground truth for 80% of requests, {LABEL_DELAY_S} s late)\
+         \n  curl -s http://{admin}/feedback -H 'content-type: application/json' -d '{{\"request_id\": \"demo-0\", \"label\": 1}}'\
+         \n  sqlite3 {dir}/predictions.db 'select request_id, version, predictions, label from predictions limit 3'\
          \n  curl -s http://{admin}/metrics | grep ^vigil_\n\
          \nCtrl-C stops.\n",
         dir = state_dir.display(),
@@ -123,6 +202,10 @@ pub async fn run(opts: DemoOptions) -> ExitCode {
         };
         tokio::spawn(vigil_loadtest::run(cfg, stop.clone().cancelled_owned()))
     });
+    let labeller = (opts.rate > 0.0)
+        .then(|| app.prediction_log())
+        .flatten()
+        .map(|log| tokio::spawn(label_demo_traffic(log, admin, opts.rate, stop.clone().cancelled_owned())));
     match opts.duration {
         Some(d) => tokio::select! {
             _ = tokio::time::sleep(d) => {}
@@ -133,6 +216,9 @@ pub async fn run(opts: DemoOptions) -> ExitCode {
         }
     }
     stop.cancel();
+    if let Some(l) = labeller {
+        let _ = l.await;
+    }
     if let Some(t) = traffic {
         if let Ok(report) = t.await {
             println!("\ndemo traffic:\n{}", report.to_table());

@@ -23,6 +23,7 @@ use crate::store::reference::ReferenceStore;
 use crate::telemetry;
 use arc_swap::ArcSwap;
 use drift::{Histogram, VersionReport};
+use performance::{PerformanceSnapshot, Tracker};
 use profile::{Profile, Source};
 use reference::{Column, ColumnData, Table};
 use schema::{Col, Records};
@@ -30,7 +31,6 @@ use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant, SystemTime};
-use performance::{PerformanceSnapshot, Tracker};
 use window::Window;
 
 /// What the admin API reads: the last evaluation.

@@ -116,7 +116,12 @@ fn versions_have_their_own_windows() {
     config.drift.window = WindowSpec::Count(200);
     config.drift.min_records = 10;
     let p = Arc::new(profile(&config, 2, 800));
-    let (mut m, handle) = super::Monitor::new(super::Settings::from_config(&config), Some(p.clone()), None, super::performance::Tracker::new(config.performance.clone(), None));
+    let (mut m, handle) = super::Monitor::new(
+        super::Settings::from_config(&config),
+        Some(p.clone()),
+        None,
+        super::performance::Tracker::new(config.performance.clone(), None),
+    );
     let mut rng = fastrand::Rng::with_seed(9);
     let t = SystemTime::now();
     for _ in 0..10 {

@@ -370,9 +370,7 @@ impl PredictionLog {
         shared.set_rows(rows);
         let (tx, rx) = mpsc::channel();
         let writer = Writer::new(conn, rx, shared.clone(), options, rows);
-        let thread = std::thread::Builder::new()
-            .name("vigil-predlog".into())
-            .spawn(move || writer.run())
+        let thread = crate::background::spawn("vigil-predlog", move || writer.run())
             .map_err(|e| fail(format!("cannot start the writer thread: {e}")))?;
         Ok(PredictionLog { handle: LogHandle { tx, shared }, thread: Some(thread) })
     }

@@ -129,8 +129,14 @@ fn describe() {
         "Labels received on POST /feedback, by result: joined, replaced (a label sent again), unknown (no such logged prediction, or expired), invalid (does not fit the task)."
     );
     describe_gauge!(PERFORMANCE_LABELLED, "Labelled predictions in the first performance window, by version.");
-    describe_gauge!(MODEL_ACCURACY, "Accuracy over the labelled predictions of the first performance window, by version.");
-    describe_gauge!(MODEL_PRECISION, "Precision of each class over the first performance window, by version and class.");
+    describe_gauge!(
+        MODEL_ACCURACY,
+        "Accuracy over the labelled predictions of the first performance window, by version."
+    );
+    describe_gauge!(
+        MODEL_PRECISION,
+        "Precision of each class over the first performance window, by version and class."
+    );
     describe_gauge!(MODEL_RECALL, "Recall of each class over the first performance window, by version and class.");
     describe_gauge!(MODEL_F1, "F1 of each class over the first performance window, by version and class.");
     describe_gauge!(MODEL_ROC_AUC, "ROC-AUC (exact, ties as scikit-learn) over the first performance window.");
@@ -145,7 +151,10 @@ fn describe() {
         "Accuracy estimated from predicted probabilities (CBPE) over every prediction of the window, labelled or not."
     );
     describe_gauge!(MODEL_ESTIMATED_ROC_AUC, "ROC-AUC estimated from predicted probabilities (CBPE).");
-    describe_gauge!(MODEL_PERFORMANCE_GAP, "Live metric minus its validation baseline (performance.baseline), by metric.");
+    describe_gauge!(
+        MODEL_PERFORMANCE_GAP,
+        "Live metric minus its validation baseline (performance.baseline), by metric."
+    );
     describe_gauge!(
         MODEL_DEGRADED,
         "1 when a live metric is worse than its baseline by more than performance.margin, by metric."

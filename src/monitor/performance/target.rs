@@ -87,7 +87,12 @@ impl Target {
         };
         let prediction = match &cfg.prediction {
             Some(p) if names.contains(&p.as_str()) => Some(p.clone()),
-            Some(p) => return Err(format!("performance.prediction = {p:?} is not a prediction column; they are: {}", listed())),
+            Some(p) => {
+                return Err(format!(
+                    "performance.prediction = {p:?} is not a prediction column; they are: {}",
+                    listed()
+                ))
+            }
             None => names.iter().find(|n| !is_probability(n)).map(|n| n.to_string()),
         };
         if prediction.is_none() && probability == Probability::None {
@@ -120,7 +125,9 @@ impl Target {
                     cols.len()
                 ))
             }
-            Probability::Multi(cols) if cfg.classes.is_empty() => (0..cols.len()).map(|k| k.to_string().into()).collect(),
+            Probability::Multi(cols) if cfg.classes.is_empty() => {
+                (0..cols.len()).map(|k| k.to_string().into()).collect()
+            }
             _ if !cfg.classes.is_empty() => cfg.classes.iter().map(|c| c.as_str().into()).collect(),
             _ => vec!["0".into(), "1".into()],
         };
@@ -255,7 +262,11 @@ fn segment(s: &SegmentConfig, profile: &Profile) -> Result<Segment, String> {
         (Some(f), _) => {
             let i = profile.schema.feature(f).ok_or_else(|| {
                 let have: Vec<&str> = profile.schema.features.iter().map(|c| c.name.as_str()).collect();
-                format!("performance.segments {:?}: feature {f:?} is not a feature; features: {}", s.name, have.join(", "))
+                format!(
+                    "performance.segments {:?}: feature {f:?} is not a feature; features: {}",
+                    s.name,
+                    have.join(", ")
+                )
             })?;
             if !s.edges.is_empty() && profile.schema.features[i].kind != Kind::Numeric {
                 return Err(format!("performance.segments {:?}: edges given but feature {f:?} is categorical", s.name));

@@ -78,13 +78,7 @@ impl Labelled {
                 WindowSpec::Time(t) => keep.time_ms = keep.time_ms.max(millis(t)),
             }
         }
-        Labelled {
-            samples: BTreeMap::new(),
-            keys: HashMap::new(),
-            predictions: VecDeque::new(),
-            seq: 0,
-            keep,
-        }
+        Labelled { samples: BTreeMap::new(), keys: HashMap::new(), predictions: VecDeque::new(), seq: 0, keep }
     }
 
     /// Adds (or replaces) the sample of prediction (request id, row).
