@@ -17,7 +17,8 @@ pub struct PredictionLogConfig {
     /// at most this much is lost; SIGTERM loses nothing.
     #[serde(with = "duration::serde")]
     pub flush_interval: Duration,
-    /// ... or as soon as this many rows are waiting.
+    /// ... or as soon as this many rows are waiting. Small transactions keep each write short,
+    /// so the writer never holds a core for long while the data path wants it.
     pub flush_rows: usize,
     /// Rows waiting for the writer; beyond this they are dropped and counted
     /// (`vigil_prediction_log_dropped_total`): the log never slows analysis or the data path.
@@ -34,7 +35,7 @@ impl Default for PredictionLogConfig {
         PredictionLogConfig {
             enabled: true,
             flush_interval: Duration::from_millis(200),
-            flush_rows: 2000,
+            flush_rows: 256,
             queue_rows: 100_000,
             max_age: Duration::from_secs(7 * 24 * 3600),
             max_rows: 10_000_000,

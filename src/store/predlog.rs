@@ -221,7 +221,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             flush_interval: Duration::from_millis(200),
-            flush_rows: 2000,
+            flush_rows: 256,
             queue_rows: 100_000,
             max_age: Some(Duration::from_secs(7 * 24 * 3600)),
             max_rows: Some(10_000_000),
