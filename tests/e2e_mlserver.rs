@@ -37,6 +37,18 @@ fn e2e_python() -> Option<PathBuf> {
     std::env::var_os("VIGIL_E2E_PYTHON").filter(|p| !p.is_empty()).map(PathBuf::from)
 }
 
+/// The e2e Python, or None (the test then returns: skipped) outside CI; under CI=true its absence
+/// fails the test, since .ci/run builds the venv.
+fn e2e_python_or_skip() -> Option<PathBuf> {
+    let python = e2e_python();
+    if python.is_none() {
+        assert!(std::env::var_os("CI").is_none(), "CI is set but VIGIL_E2E_PYTHON is not: .ci/run builds the venv");
+        println!("skipped: set VIGIL_E2E_PYTHON (see .ci/run)");
+        eprintln!("skipped: set VIGIL_E2E_PYTHON (see .ci/run)");
+    }
+    python
+}
+
 fn script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e").join(name)
 }
@@ -260,13 +272,7 @@ fn answer(r: &Value) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tritonclient_through_vigil_to_mlserver_and_a_version_flip() {
-    let Some(python) = e2e_python() else {
-        // In CI a missing Python is a broken setup, not a reason to skip.
-        assert!(std::env::var_os("CI").is_none(), "CI is set but VIGIL_E2E_PYTHON is not: .ci/run builds the venv");
-        println!("skipped: set VIGIL_E2E_PYTHON (see .ci/run)");
-        eprintln!("skipped: set VIGIL_E2E_PYTHON (see .ci/run)");
-        return;
-    };
+    let Some(python) = e2e_python_or_skip() else { return };
     let started = Instant::now();
     let tmp = tempfile::tempdir().unwrap();
 
@@ -359,11 +365,7 @@ async fn tritonclient_through_vigil_to_mlserver_and_a_version_flip() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drift_on_a_shifted_stream_through_vigil_matches_scipy() {
-    let Some(python) = e2e_python() else {
-        assert!(std::env::var_os("CI").is_none(), "CI is set but VIGIL_E2E_PYTHON is not: .ci/run builds the venv");
-        println!("skipped: set VIGIL_E2E_PYTHON (see .ci/run)");
-        return;
-    };
+    let Some(python) = e2e_python_or_skip() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(&python);
     cmd.arg(script("train.py")).arg(tmp.path());
@@ -418,11 +420,7 @@ async fn drift_on_a_shifted_stream_through_vigil_matches_scipy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn labels_posted_to_feedback_give_scikit_learns_metrics() {
-    let Some(python) = e2e_python() else {
-        assert!(std::env::var_os("CI").is_none(), "CI is set but VIGIL_E2E_PYTHON is not: .ci/run builds the venv");
-        println!("skipped: set VIGIL_E2E_PYTHON (see .ci/run)");
-        return;
-    };
+    let Some(python) = e2e_python_or_skip() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(&python);
     cmd.arg(script("train.py")).arg(tmp.path());

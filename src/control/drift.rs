@@ -35,7 +35,7 @@ fn control(admin: &Admin) -> Result<&DriftControl, ApiError> {
 }
 
 fn query_version(req: &Request<Incoming>) -> Option<String> {
-    req.uri().query()?.split('&').find_map(|kv| kv.strip_prefix("version=")).map(str::to_owned)
+    super::reply::query_param(req, "version").map(str::to_owned)
 }
 
 pub fn get(admin: &Admin, req: &Request<Incoming>) -> Result<AdminResponse, ApiError> {

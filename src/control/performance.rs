@@ -1,14 +1,10 @@
 //! `GET /admin/performance[?version=V][&window=W]`: the last performance evaluation, per version
 //! and window (realised metrics over labelled records, estimated ones, baseline gaps, segments).
 
-use super::reply::json;
+use super::reply::{json, query_param as query};
 use super::{Admin, AdminResponse, ApiError};
 use http::{Request, StatusCode};
 use hyper::body::Incoming;
-
-fn query<'a>(req: &'a Request<Incoming>, key: &str) -> Option<&'a str> {
-    req.uri().query()?.split('&').find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
-}
 
 pub fn get(admin: &Admin, req: &Request<Incoming>) -> Result<AdminResponse, ApiError> {
     let Some(ctl) = admin.drift.as_ref() else {

@@ -6,6 +6,11 @@ use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 use serde::Serialize;
 
+/// The value of `key` in the request's query string (`?key=value&...`), as sent.
+pub fn query_param<'a, B>(req: &'a http::Request<B>, key: &str) -> Option<&'a str> {
+    req.uri().query()?.split('&').find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+}
+
 pub fn json<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> AdminResponse {
     let mut body = serde_json::to_vec_pretty(value).expect("admin views serialize");
     body.push(b'\n');

@@ -101,7 +101,6 @@ impl Tracker {
 
     /// A live exchange's records: to the prediction log, and to the version's predictions.
     pub fn record(&mut self, rec: &Records, body: Option<&serde_json::Value>) {
-        let now = unix_ms(SystemTime::now());
         let time = unix_ms(rec.time);
         let target = self.target().cloned();
         let groups: Vec<Vec<Option<Arc<str>>>> = match &target {
@@ -129,7 +128,7 @@ impl Tracker {
         if let Some(t) = &target {
             let w = self.labelled(&rec.version);
             for r in 0..rec.rows {
-                w.predicted(time, t.probability_of(rec, r), now);
+                w.predicted(time, t.probability_of(rec, r));
             }
         }
     }

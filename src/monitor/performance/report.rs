@@ -154,10 +154,11 @@ pub fn evaluate(
     label_drift: Option<ColumnReport>,
 ) -> PerformanceReport {
     let labelled = sel.samples.len();
-    let (kind, size, name) = match spec {
-        WindowSpec::Count(n) => ("count", n as f64, n.to_string()),
-        WindowSpec::Time(t) => ("time", t.as_secs_f64(), humantime::format_duration(t).to_string()),
+    let (kind, size) = match spec {
+        WindowSpec::Count(n) => ("count", n as f64),
+        WindowSpec::Time(t) => ("time", t.as_secs_f64()),
     };
+    let name = super::window_name(spec);
     let status = if labelled == 0 {
         Some("no_labels")
     } else if labelled < cfg.min_records {

@@ -96,14 +96,13 @@ impl Labelled {
         inserted
     }
 
-    /// Records a live prediction (for unlabelled counts and the estimated performance).
-    pub fn predicted(&mut self, time_ms: i64, probability: f64, now_ms: i64) {
+    /// Records a live prediction (for unlabelled counts and the estimated performance). Bounded
+    /// here by count; pruned by time in [`Labelled::prune`].
+    pub fn predicted(&mut self, time_ms: i64, probability: f64) {
         self.predictions.push_back((time_ms, probability));
         if self.predictions.len() > self.keep.max {
             self.predictions.pop_front();
         }
-        // Time pruning of predictions happens in `prune`, at most once per insert or evaluation.
-        let _ = now_ms;
     }
 
     /// Drops what no window needs any more.
@@ -238,7 +237,7 @@ mod tests {
         let mut w = Labelled::new(&[WindowSpec::Count(2), WindowSpec::Time(hour)], 100);
         let now = 10_000_000;
         for (i, t) in [now - 4_000_000, now - 3_000_000, now - 1_000, now - 500].into_iter().enumerate() {
-            w.predicted(t, 0.9, now);
+            w.predicted(t, 0.9);
             if i != 2 {
                 w.insert(format!("r{i}").into(), 0, sample(t, "1"), now);
             }
@@ -257,7 +256,7 @@ mod tests {
         let mut w = Labelled::new(&[WindowSpec::Time(Duration::from_secs(3600))], 50);
         for i in 0..1000 {
             w.insert(format!("r{i}").into(), 0, sample(i, "1"), 1000);
-            w.predicted(i, 0.5, 1000);
+            w.predicted(i, 0.5);
         }
         assert_eq!(w.len(), 50);
         assert!(w.predictions.len() <= 50);
