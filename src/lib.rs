@@ -10,5 +10,6 @@ pub mod demo;
 pub mod monitor;
 pub mod proxy;
 pub mod routes;
+pub mod shadow;
 pub mod store;
 pub mod telemetry;

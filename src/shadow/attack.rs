@@ -1,0 +1,1 @@
+//! Black-box adversarial search (being written).

@@ -1,0 +1,1 @@
+//! Black-box explanations (being written).
