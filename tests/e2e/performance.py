@@ -15,6 +15,7 @@ import json
 import os
 import sys
 import time
+import urllib.error
 import urllib.request
 
 import numpy as np
@@ -51,8 +52,12 @@ def main(proxy, admin, n):
     answer = post(f"http://{admin}/feedback", feedback)
     deadline = time.time() + 30
     while True:
-        with urllib.request.urlopen(f"http://{admin}/admin/performance?version=v1") as r:
-            perf = json.load(r)
+        try:
+            with urllib.request.urlopen(f"http://{admin}/admin/performance?version=v1") as r:
+                perf = json.load(r)
+        except urllib.error.HTTPError as e:
+            # 404 until the first evaluation after v1's first record.
+            perf = {"status": e.code, "body": e.read().decode(errors="replace")}
         window = perf.get("versions", {}).get("v1", {}).get(str(n))
         if window and window["labelled"] == n:
             break
