@@ -4,7 +4,8 @@
 
 Sends ROWS fresh rows (requests of 10, drawn like the training data of tests/e2e/train.py with
 another seed) through vigil (PROXY, host:port) to MLServer with tritonclient, asking for both
-outputs, `predict` and `predict_proba`, each request with its own x-request-id. Then posts the
+outputs, `predict` and `predict_proba`, each request with its own x-request-id. Once vigil has
+logged them (vigil_prediction_log_rows_total), posts the
 rows' true labels to vigil's POST http://ADMIN/feedback (one {"request_id", "labels": [...]} per
 request, all in one array), waits until GET /admin/performance counts ROWS labelled records for
 v1, and prints one JSON document: vigil's report for the count window, the feedback answer, and
@@ -49,6 +50,18 @@ def main(proxy, admin, n):
         pred.extend(int(v) for v in res.as_numpy("predict").reshape(-1))
         proba.extend(float(v) for v in res.as_numpy("predict_proba")[:, 1])
         feedback.append({"request_id": rid, "labels": [int(v) for v in y[start : start + 10]]})
+    # Predictions are logged off the request path, a few ms after the answer; a label posted before
+    # its prediction is in the log comes back "unknown". Wait until all n rows are written.
+    deadline = time.time() + 30
+    while True:
+        with urllib.request.urlopen(f"http://{admin}/metrics") as r:
+            text = r.read().decode()
+        written = sum(float(l.split()[-1]) for l in text.splitlines() if l.startswith("vigil_prediction_log_rows_total"))
+        if written >= n:
+            break
+        if time.time() > deadline:
+            sys.exit(f"vigil logged only {written} of {n} rows")
+        time.sleep(0.05)
     answer = post(f"http://{admin}/feedback", feedback)
     deadline = time.time() + 30
     while True:
