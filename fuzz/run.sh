@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes what reads bytes from the network or the operator: the codecs (codec_v2, codec_v1,
-# codec_json), the reference loader (reference) and the config loader (config_toml), each for a
+# codec_json), the reference loader (reference), the config loader (config_toml) and POST
+# /feedback bodies (feedback), each for a
 # bounded time.
 #   fuzz/run.sh [SECONDS_PER_TARGET=60] [TARGET...]
 # Needs a nightly toolchain and cargo-fuzz; says how to get them if they are missing.
