@@ -363,18 +363,24 @@ async fn tritonclient_through_vigil_to_mlserver_and_a_version_flip() {
     );
 }
 
+/// Trains both versions with tests/e2e/train.py into a temp dir (which also holds the reference
+/// files) and serves v1 with MLServer, ready.
+async fn trained_v1(python: &Path) -> (tempfile::TempDir, MlServer) {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(python);
+    cmd.arg(script("train.py")).arg(tmp.path());
+    run_ok(cmd, "train.py").await;
+    let [port] = free_ports::<1>();
+    let mut mlserver = MlServer::spawn(python, &tmp.path().join("v1"), "v1", port);
+    mlserver.wait_ready().await;
+    (tmp, mlserver)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drift_on_a_shifted_stream_through_vigil_matches_scipy() {
     let Some(python) = e2e_python_or_skip() else { return };
-    let tmp = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(&python);
-    cmd.arg(script("train.py")).arg(tmp.path());
-    run_ok(cmd, "train.py").await;
+    let (tmp, mlserver) = trained_v1(&python).await;
     let reference = tmp.path().join("reference.csv");
-
-    let [port] = free_ports::<1>();
-    let mut mlserver = MlServer::spawn(&python, &tmp.path().join("v1"), "v1", port);
-    mlserver.wait_ready().await;
     // A 500-row reference: KS with scipy's exact p-value per feature (Evidently's choice).
     const ROWS: usize = 300;
     let vigil = Vigil::builder()
@@ -421,15 +427,8 @@ async fn drift_on_a_shifted_stream_through_vigil_matches_scipy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn labels_posted_to_feedback_give_scikit_learns_metrics() {
     let Some(python) = e2e_python_or_skip() else { return };
-    let tmp = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(&python);
-    cmd.arg(script("train.py")).arg(tmp.path());
-    run_ok(cmd, "train.py").await;
+    let (tmp, mlserver) = trained_v1(&python).await;
     let reference = tmp.path().join("reference_labelled.csv");
-
-    let [port] = free_ports::<1>();
-    let mut mlserver = MlServer::spawn(&python, &tmp.path().join("v1"), "v1", port);
-    mlserver.wait_ready().await;
     const ROWS: usize = 300;
     let vigil = Vigil::builder()
         .upstream("v1", &mlserver.url())

@@ -77,6 +77,14 @@ async fn infer(vigil: &Vigil, id: &str, rng: &mut fastrand::Rng) -> (Vec<[f64; 4
     (rows, (0..ROWS).map(|k| (p[k].as_f64().unwrap(), l[k].as_i64().unwrap())).collect())
 }
 
+/// vigil in front of `model`, with `reference` and the config text.
+fn vigil_for(model: &DemoModel, reference: &Path, config: &str) -> VigilBuilder {
+    Vigil::builder()
+        .upstream("v1", &model.url())
+        .config(config)
+        .args(["--reference".to_string(), reference.display().to_string()])
+}
+
 async fn performance_with(vigil: &Vigil, labelled: u64) -> Value {
     poll_for(&format!("{labelled} labelled records in /admin/performance"), || async {
         let p = vigil.admin("GET", "/admin/performance?version=v1&window=1000", None).await.json();
@@ -104,12 +112,7 @@ async fn labels_join_their_predictions_and_performance_follows() {
     let model = DemoModel::start("v1").await;
     let dir = tempfile::tempdir().unwrap();
     let reference = reference_file(dir.path());
-    let vigil = Vigil::builder()
-        .upstream("v1", &model.url())
-        .config(&config(""))
-        .args(["--reference".to_string(), reference.display().to_string()])
-        .start()
-        .await;
+    let vigil = vigil_for(&model, &reference, &config("")).start().await;
 
     // 50 requests of 4 rows; the truth is drawn from the model's own probability (a calibrated
     // model), so the estimated accuracy has something to agree with.
@@ -231,13 +234,7 @@ async fn bad_feedback_gets_a_clear_answer_and_the_token_is_its_own() {
     let model = DemoModel::start("v1").await;
     let dir = tempfile::tempdir().unwrap();
     let reference = reference_file(dir.path());
-    let vigil = Vigil::builder()
-        .upstream("v1", &model.url())
-        .config(&config(""))
-        .args(["--reference".to_string(), reference.display().to_string()])
-        .env("VIGIL_FEEDBACK_TOKEN", "labels-only")
-        .start()
-        .await;
+    let vigil = vigil_for(&model, &reference, &config("")).env("VIGIL_FEEDBACK_TOKEN", "labels-only").start().await;
     let body = r#"{"request_id": "a", "label": 1}"#;
     let r = vigil.admin_req("POST", "/feedback", Some(body), &[]).await;
     assert_eq!(r.status, 401, "{}", r.text());
@@ -275,13 +272,7 @@ async fn sigterm_loses_no_prediction_and_sigkill_at_most_the_unflushed_batch() {
     // A flush interval far longer than the test: only shutdown writes these rows.
     let lazy = config("[prediction_log]\nflush_interval = \"1h\"\nflush_rows = 100000\n")
         .replace("[prediction_log]\nflush_interval = \"50ms\"\n", "");
-    let vigil = Vigil::builder()
-        .upstream("v1", &model.url())
-        .config(&lazy)
-        .args(["--reference".to_string(), reference.display().to_string()])
-        .state_dir(&state)
-        .start()
-        .await;
+    let vigil = vigil_for(&model, &reference, &lazy).state_dir(&state).start().await;
     for i in 0..30 {
         infer(&vigil, &format!("t-{i}"), &mut rng).await;
     }
@@ -292,13 +283,7 @@ async fn sigterm_loses_no_prediction_and_sigkill_at_most_the_unflushed_batch() {
 
     // Restart on the same state dir with the default-like flush interval; after the interval has
     // passed, a SIGKILL loses nothing already flushed.
-    let vigil = Vigil::builder()
-        .upstream("v1", &model.url())
-        .config(&config(""))
-        .args(["--reference".to_string(), reference.display().to_string()])
-        .state_dir(&state)
-        .start()
-        .await;
+    let vigil = vigil_for(&model, &reference, &config("")).state_dir(&state).start().await;
     for i in 0..20 {
         infer(&vigil, &format!("k-{i}"), &mut rng).await;
     }
