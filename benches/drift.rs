@@ -78,6 +78,7 @@ fn v2_exchange(rows: usize, features: usize, seed: u64) -> Capture {
         response: body(response),
         started_at: SystemTime::now(),
         timings: Timings::default(),
+        origin: Default::default(),
     }
 }
 

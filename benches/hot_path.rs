@@ -80,6 +80,7 @@ fn route_and_tap(c: &mut Criterion) {
                     response: res.take(),
                     started_at: SystemTime::now(),
                     timings: Timings::default(),
+                    origin: Default::default(),
                 });
                 version.metrics.request(200);
                 // Keep the queue from filling: the consumer's side, outside what vigil's client path pays.

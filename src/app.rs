@@ -121,12 +121,12 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         header_read_timeout: config.proxy.header_read_timeout,
         drain_timeout: config.proxy.drain_timeout,
     };
-    let (stack, admission) = proxy::stack(&config.proxy, routes.clone(), sink, readiness.clone(), counters);
+    let (stack, admission) =
+        proxy::stack(&config.proxy, &config.capture.client_header, routes.clone(), sink, readiness.clone(), counters);
     let stop_proxy = CancellationToken::new();
-    let hyper_stack = hyper_util::service::TowerToHyperService::new(stack);
     let proxy_task = tokio::spawn(proxy::server::serve(
         proxy_listener,
-        move |_| hyper_stack.clone(),
+        move |peer| hyper_util::service::TowerToHyperService::new(stack.for_peer(peer)),
         opts.clone(),
         stop_proxy.clone().cancelled_owned(),
     ));

@@ -88,6 +88,11 @@ struct RunArgs {
     /// Drift window: the last N records ("1000") or the last T ("5m") (drift.window).
     #[arg(long, value_name = "N|DURATION")]
     drift_window: Option<String>,
+    /// Mirror this fraction (0-1) of live requests to a candidate version, as shadow traffic:
+    /// its answers are compared with the live ones (GET /admin/shadow), never sent to clients.
+    /// Repeat for several candidates (shadow.mirror.candidates).
+    #[arg(long = "mirror", value_name = "NAME=FRACTION")]
+    mirrors: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -135,6 +140,7 @@ fn main() -> ExitCode {
                 state_dir: args.state_dir,
                 reference: args.reference,
                 drift_window: args.drift_window,
+                mirrors: args.mirrors,
             };
             let config = match Config::load(args.config.as_deref(), &overrides) {
                 Ok(c) => c,

@@ -64,6 +64,30 @@ pub struct Capture {
     /// Wall-clock time the request headers arrived.
     pub started_at: SystemTime,
     pub timings: Timings,
+    /// Who sent it and in what format: what shadow traffic needs to replay and attribute it.
+    pub origin: Origin,
+}
+
+/// Where a live request came from, as far as shadow traffic needs to know.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    /// The request's `content-type`, sent again with mirrored copies.
+    pub content_type: Option<HeaderValue>,
+    /// The value of `capture.client_header` (default `x-client-id`), the key probing detection
+    /// and per-client limits use; without it, the peer's IP address is the key.
+    pub client: Option<HeaderValue>,
+    pub peer: Option<std::net::IpAddr>,
+}
+
+impl Origin {
+    /// The client key: the client header's value, else the peer address.
+    pub fn client_key(&self) -> Option<String> {
+        match (&self.client, self.peer) {
+            (Some(h), _) => h.to_str().ok().map(str::to_owned),
+            (None, Some(ip)) => Some(ip.to_string()),
+            (None, None) => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default)]

@@ -7,6 +7,7 @@ mod analysis;
 mod duration;
 mod error;
 mod ground_truth;
+mod shadow;
 
 pub use analysis::{
     CodecConfig, CodecRoute, ColumnDrift, DriftConfig, Method, ProtocolChoice, ReferenceConfig, SchemaConfig,
@@ -16,6 +17,10 @@ pub use duration::parse_duration;
 pub use error::ConfigError;
 pub use ground_truth::{
     FeedbackConfig, PerformanceConfig, PredictionLogConfig, SegmentConfig, Task, BASELINE_METRICS, LOWER_IS_BETTER,
+};
+pub use shadow::{
+    parse_mirror, AdversarialConfig, AttackChoice, Budget, ExplainConfig, ExplainMethod, MirrorConfig, NormChoice,
+    PauseConfig, SensitivityConfig, ShadowConfig, StressConfig,
 };
 
 use serde::Deserialize;
@@ -43,6 +48,7 @@ pub struct Config {
     pub prediction_log: PredictionLogConfig,
     pub feedback: FeedbackConfig,
     pub performance: PerformanceConfig,
+    pub shadow: ShadowConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -106,11 +112,19 @@ pub struct CaptureConfig {
     pub max_body_bytes: usize,
     /// Captures waiting for analysis; beyond this they are dropped and counted.
     pub queue_capacity: usize,
+    /// Request header naming the client (an API key id, a tenant); probing detection and
+    /// per-client limits key on it, or on the peer's IP address when a request lacks it.
+    pub client_header: String,
 }
 
 impl Default for CaptureConfig {
     fn default() -> Self {
-        CaptureConfig { enabled: true, max_body_bytes: 256 * 1024, queue_capacity: 4096 }
+        CaptureConfig {
+            enabled: true,
+            max_body_bytes: 256 * 1024,
+            queue_capacity: 4096,
+            client_header: "x-client-id".into(),
+        }
     }
 }
 
@@ -232,6 +246,8 @@ pub struct Overrides {
     pub reference: Option<PathBuf>,
     /// `--drift-window`: a record count or a duration.
     pub drift_window: Option<String>,
+    /// `--mirror NAME=FRACTION`: added to (or replacing the fraction of) `shadow.mirror.candidates`.
+    pub mirrors: Vec<String>,
 }
 
 impl Config {
@@ -297,6 +313,10 @@ impl Config {
         if let Some(w) = &o.drift_window {
             self.drift.window = WindowSpec::parse(w).map_err(|why| ConfigError::invalid("--drift-window", w, why))?;
         }
+        for spec in &o.mirrors {
+            let (name, fraction) = parse_mirror(spec)?;
+            self.shadow.mirror.candidates.insert(name, fraction);
+        }
         Ok(())
     }
 
@@ -343,6 +363,7 @@ impl Config {
         }
         self.prediction_log.validate()?;
         self.performance.validate()?;
+        self.shadow.validate()?;
         if self.proxy.max_in_flight == 0 {
             return Err(ConfigError::invalid("proxy.max_in_flight", "0", "a positive number of requests"));
         }

@@ -64,6 +64,12 @@ pub struct Admission<S> {
     state: Arc<AdmissionState>,
 }
 
+impl<S> Admission<S> {
+    pub fn inner_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+}
+
 /// The inner service receives its in-flight guard with the request, to tie it to the body.
 pub type Admitted = (Request<Incoming>, InFlightGuard);
 

@@ -115,6 +115,7 @@ pub(crate) struct ResponseTap {
     pub start: Instant,
     pub upstream: std::time::Duration,
     pub ttfb: std::time::Duration,
+    pub origin: crate::capture::Origin,
     pub done: bool,
 }
 
@@ -138,6 +139,7 @@ impl ResponseTap {
             response: self.response.take(),
             started_at: self.started_at,
             timings: Timings { total: self.start.elapsed(), upstream: self.upstream, ttfb: self.ttfb },
+            origin: std::mem::take(&mut self.origin),
         });
     }
 }

@@ -17,7 +17,7 @@ pub mod server;
 
 pub use client::Clients;
 
-use crate::capture::{Capture, CaptureSink, CapturedBody, Outcome, Timings};
+use crate::capture::{Capture, CaptureSink, CapturedBody, Origin, Outcome, Timings};
 use crate::config::{ProxyConfig, UpstreamProtocol};
 use crate::routes::{RouteTable, Version};
 use crate::telemetry::HotCounters;
@@ -68,16 +68,29 @@ impl Readiness {
 
 struct Shared {
     routes: Arc<RouteTable>,
+    /// `capture.client_header`: copied into each capture's [`Origin`].
+    client_header: Option<header::HeaderName>,
     clients: Clients,
     sink: Option<CaptureSink>,
     response_timeout: Duration,
     readiness: Arc<Readiness>,
 }
 
-/// The forwarding service: innermost layer of the stack.
+/// The forwarding service: innermost layer of the stack. One clone per client connection,
+/// which knows its peer's address.
 #[derive(Clone)]
 pub struct Proxy {
     shared: Arc<Shared>,
+    peer: Option<std::net::IpAddr>,
+}
+
+impl Admission<Proxy> {
+    /// The stack for one accepted connection.
+    pub fn for_peer(&self, peer: std::net::SocketAddr) -> Stack {
+        let mut s = self.clone();
+        s.inner_mut().peer = Some(peer.ip());
+        s
+    }
 }
 
 /// The whole data-path stack as hyper serves it.
@@ -86,6 +99,7 @@ pub type Stack = Admission<Proxy>;
 /// Builds the stack: admission (max in flight, load shedding) around the forwarding service.
 pub fn stack(
     cfg: &ProxyConfig,
+    client_header: &str,
     routes: Arc<RouteTable>,
     sink: Option<CaptureSink>,
     readiness: Arc<Readiness>,
@@ -94,11 +108,13 @@ pub fn stack(
     let proxy = Proxy {
         shared: Arc::new(Shared {
             routes,
+            client_header: header::HeaderName::from_bytes(client_header.as_bytes()).ok(),
             clients: Clients::new(cfg),
             sink,
             response_timeout: cfg.response_timeout,
             readiness,
         }),
+        peer: None,
     };
     let admission = AdmissionLayer::new(cfg.max_in_flight, counters);
     let state = admission.state();
@@ -116,11 +132,17 @@ impl tower::Service<Admitted> for Proxy {
 
     fn call(&mut self, (req, guard): Admitted) -> Self::Future {
         let shared = self.shared.clone();
-        Box::pin(async move { Ok(forward(&shared, req, guard).await) })
+        let peer = self.peer;
+        Box::pin(async move { Ok(forward(&shared, req, guard, peer).await) })
     }
 }
 
-async fn forward(shared: &Shared, req: Request<Incoming>, guard: InFlightGuard) -> Response<ResponseBody> {
+async fn forward(
+    shared: &Shared,
+    req: Request<Incoming>,
+    guard: InFlightGuard,
+    peer: Option<std::net::IpAddr>,
+) -> Response<ResponseBody> {
     let start = Instant::now();
     let started_at = SystemTime::now();
     let (mut parts, body) = req.into_parts();
@@ -143,6 +165,14 @@ async fn forward(shared: &Shared, req: Request<Incoming>, guard: InFlightGuard) 
     let request_tap = capture.map(|s| (Arc::new(RequestTap::default()), s.max_body_bytes()));
     let path = parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
     let method = parts.method.clone();
+    let origin = match capture {
+        Some(_) => Origin {
+            content_type: parts.headers.get(header::CONTENT_TYPE).cloned(),
+            client: shared.client_header.as_ref().and_then(|h| parts.headers.get(h)).cloned(),
+            peer,
+        },
+        None => Origin::default(),
+    };
 
     let downstream_h2 = parts.version == HttpVersion::HTTP_2;
     let upstream_h2 = match version.protocol {
@@ -178,6 +208,7 @@ async fn forward(shared: &Shared, req: Request<Incoming>, guard: InFlightGuard) 
                 start,
                 upstream,
                 guard,
+                origin,
             )
         }
     };
@@ -206,6 +237,7 @@ async fn forward(shared: &Shared, req: Request<Incoming>, guard: InFlightGuard) 
         start,
         upstream,
         ttfb: start.elapsed(),
+        origin,
         done: false,
     });
     Response::from_parts(parts, ResponseBody::upstream(body, conn, tap, Some(guard)))
@@ -275,6 +307,7 @@ fn local_response(
     start: Instant,
     upstream: Duration,
     guard: InFlightGuard,
+    origin: Origin,
 ) -> Response<ResponseBody> {
     let status = err.kind.status().as_u16();
     version.metrics.request(status);
@@ -296,6 +329,7 @@ fn local_response(
             response: CapturedBody::default(),
             started_at,
             timings: Timings { total: elapsed, upstream, ttfb: elapsed },
+            origin,
         });
     }
     let (parts, body) = res.into_parts();

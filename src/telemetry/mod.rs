@@ -38,6 +38,25 @@ pub const MODEL_PR_AUC: &str = "vigil_model_pr_auc";
 pub const MODEL_LOG_LOSS: &str = "vigil_model_log_loss";
 pub const MODEL_BRIER: &str = "vigil_model_brier_score";
 pub const MODEL_MAE: &str = "vigil_model_mae";
+// Shadow traffic.
+pub const SHADOW_REQUESTS: &str = "vigil_shadow_requests_total";
+pub const SHADOW_ROWS: &str = "vigil_shadow_rows_total";
+pub const SHADOW_PAUSED: &str = "vigil_shadow_paused";
+pub const SHADOW_BUDGET_RATE: &str = "vigil_shadow_budget_rows_per_second";
+pub const SHADOW_DURATION: &str = "vigil_shadow_request_duration_seconds";
+pub const MIRROR_AGREEMENT: &str = "vigil_mirror_agreement_ratio";
+pub const MIRROR_NOISE_AGREEMENT: &str = "vigil_mirror_noise_agreement_ratio";
+pub const MIRROR_SCORE_DIFF: &str = "vigil_mirror_score_abs_diff_mean";
+pub const MIRROR_ERROR_RATIO: &str = "vigil_mirror_error_ratio";
+pub const FEATURE_SENSITIVITY: &str = "vigil_feature_sensitivity";
+pub const SENSITIVITY_FLIP_RATIO: &str = "vigil_sensitivity_flip_ratio";
+pub const STRESS_INVALID_OUTPUTS: &str = "vigil_stress_invalid_outputs_total";
+pub const ADVERSARIAL_FLIP_RATIO: &str = "vigil_adversarial_flip_ratio";
+pub const ADVERSARIAL_EPSILON_MEDIAN: &str = "vigil_adversarial_epsilon_median";
+pub const FEATURE_IMPORTANCE: &str = "vigil_feature_importance";
+pub const IMPORTANCE_DRIFT: &str = "vigil_feature_importance_drift";
+pub const PROBING_FLAGS: &str = "vigil_probing_clients_flagged_total";
+pub const PROBING_SUSPECTS: &str = "vigil_probing_clients";
 pub const MODEL_RMSE: &str = "vigil_model_rmse";
 pub const MODEL_R2: &str = "vigil_model_r2";
 pub const MODEL_ESTIMATED_ACCURACY: &str = "vigil_model_estimated_accuracy";
@@ -114,6 +133,54 @@ fn describe() {
         "Exchanges vigil answered itself because the upstream failed, by version and kind."
     );
     describe_counter!(REQUESTS_SHED, "Requests refused with 503 because max_in_flight was reached.");
+    describe_counter!(
+        SHADOW_REQUESTS,
+        "Shadow requests by kind, target version and result (ok, error, timeout: sent; shed, paused, dropped: not sent)."
+    );
+    describe_counter!(SHADOW_ROWS, "Rows sent to the model as shadow traffic, by kind and version.");
+    describe_gauge!(
+        SHADOW_PAUSED,
+        "1 while shadow traffic of this kind is paused because the live upstream is under pressure."
+    );
+    describe_gauge!(
+        SHADOW_BUDGET_RATE,
+        "Rows per second this shadow kind may currently send (share of the live row rate)."
+    );
+    describe_histogram!(SHADOW_DURATION, Unit::Seconds, "Shadow request latency by kind and version.");
+    describe_gauge!(
+        MIRROR_AGREEMENT,
+        "Share of mirrored rows where the candidate's predicted class equals the live one."
+    );
+    describe_gauge!(
+        MIRROR_NOISE_AGREEMENT,
+        "Share of rows where the active version agreed with itself when asked again (the noise floor)."
+    );
+    describe_gauge!(MIRROR_SCORE_DIFF, "Mean absolute difference between the candidate's and the live scores.");
+    describe_gauge!(
+        MIRROR_ERROR_RATIO,
+        "Share of mirrored requests the candidate failed (non-2xx, timeout, unreadable)."
+    );
+    describe_gauge!(FEATURE_SENSITIVITY, "Mean |change of the score| per reference standard deviation of the feature (per category swap for categoricals).");
+    describe_gauge!(SENSITIVITY_FLIP_RATIO, "Share of one-feature perturbations that changed the predicted class.");
+    describe_counter!(
+        STRESS_INVALID_OUTPUTS,
+        "Invalid outputs (NaN, probabilities outside [0, 1]) seen in stress tests, by version and case."
+    );
+    describe_gauge!(
+        ADVERSARIAL_FLIP_RATIO,
+        "Share of attacked inputs whose decision flipped within shadow.adversarial.epsilon."
+    );
+    describe_gauge!(
+        ADVERSARIAL_EPSILON_MEDIAN,
+        "Median distance (in reference standard deviations) that flipped an attacked input."
+    );
+    describe_gauge!(FEATURE_IMPORTANCE, "Global feature importance: mean |SHAP value| over the recent explanations.");
+    describe_gauge!(
+        IMPORTANCE_DRIFT,
+        "Change of the normalised global importance since the first full window (L1 distance, 0-2)."
+    );
+    describe_counter!(PROBING_FLAGS, "Clients flagged for probing the decision boundary.");
+    describe_gauge!(PROBING_SUSPECTS, "Clients currently flagged for probing.");
     describe_counter!(CAPTURES_TOTAL, "Captures handed to analysis.");
     describe_counter!(
         CAPTURES_DROPPED,
