@@ -12,6 +12,7 @@ use crate::monitor::performance::Tracker;
 use crate::monitor::{self, Monitor, Settings};
 use crate::proxy::{self, server::ServerOptions, Readiness};
 use crate::routes::{RouteTable, Routes, StateFile};
+use crate::shadow::Shadow;
 use crate::store::audit::AuditLog;
 use crate::store::predlog::{self, PredictionLog};
 use crate::store::reference::ReferenceStore;
@@ -55,6 +56,7 @@ pub struct App {
     proxy_task: JoinHandle<bool>,
     admin_task: JoinHandle<bool>,
     consumer: Option<Consumer>,
+    shadow: Option<Shadow>,
     prediction_log: Option<PredictionLog>,
     background: Vec<JoinHandle<()>>,
 }
@@ -99,10 +101,26 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         }),
         _ => None,
     };
+    let blocklist = Arc::new(proxy::Blocklist::default());
+    // Shadow traffic is chosen from captures: no capture, no shadow.
+    let (shadow, tap) = if config.capture.enabled && config.shadow.enabled {
+        let (s, t) = Shadow::start(
+            config.shadow.clone(),
+            config.performance.clone(),
+            Settings::from_config(&config),
+            routes.clone(),
+            monitor_handle.as_ref().map(|h| h.profile.clone()),
+            config.proxy.connect_timeout,
+        )
+        .map_err(|e| StartError::StateDir { dir: "(threads)".into(), why: format!("cannot start the shadow threads: {e}") })?;
+        (Some(s), Some(t))
+    } else {
+        (None, None)
+    };
     let (sink, consumer) = if config.capture.enabled {
         let (sink, rx) =
             capture::channel(config.capture.queue_capacity, config.capture.max_body_bytes, counters.clone());
-        (Some(sink), Some(Consumer::spawn(rx, latency.clone(), monitor)))
+        (Some(sink), Some(Consumer::spawn(rx, latency.clone(), monitor, tap)))
     } else {
         (None, None)
     };
@@ -122,7 +140,11 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         drain_timeout: config.proxy.drain_timeout,
     };
     let (stack, admission) =
-        proxy::stack(&config.proxy, &config.capture.client_header, routes.clone(), sink, readiness.clone(), counters);
+        proxy::stack(
+        &config.proxy,
+        &config.capture.client_header,
+        blocklist.clone(),
+        routes.clone(), sink, readiness.clone(), counters);
     let stop_proxy = CancellationToken::new();
     let proxy_task = tokio::spawn(proxy::server::serve(
         proxy_listener,
@@ -150,6 +172,7 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         prometheus: prometheus.clone(),
         latency,
         admission,
+        shadow: shadow.as_ref().map(|s| s.handle()),
     });
     let stop_admin = CancellationToken::new();
     let admin_task = tokio::spawn(proxy::server::serve(
@@ -190,6 +213,7 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         proxy_task,
         admin_task,
         consumer,
+        shadow,
         prediction_log,
         background,
     })
@@ -210,6 +234,10 @@ impl App {
         // drain still holds a sink.
         if let Some(c) = self.consumer {
             let _ = tokio::task::spawn_blocking(move || c.stop()).await;
+        }
+        // Shadow jobs in hand finish (or time out); no new ones start.
+        if let Some(s) = self.shadow {
+            let _ = tokio::task::spawn_blocking(move || s.stop()).await;
         }
         // After analysis: everything it logged is written before the process ends.
         if let Some(log) = self.prediction_log {

@@ -19,6 +19,7 @@
 #   --connections 32      oha connections                         (env CONNECTIONS)
 #   --targets "..."       subset of: direct nginx vigil-w1 vigil-w2 vigil-notap-w1 vigil-notap-w2
 #                         vigil-drift-w1 vigil-drift-w2 vigil-log-w1 vigil-log-w2
+#                         vigil-shadow-w1 vigil-shadow-w2
 #                         (env TARGETS; direct is always added: the added latency is vs direct)
 #   --upstream-cpu 1      CPU list the upstream nginx is pinned to with taskset; "" = unpinned
 #                         (env UPSTREAM_CPU)
@@ -36,7 +37,10 @@
 # vigil variants: vigil-wN runs with [runtime] worker_threads = N and the capture tap on (the
 # default); vigil-notap-wN the same with [capture] enabled = false; vigil-drift-wN the same with a
 # drift reference, so every exchange is also decoded and fed to the drift monitors (prediction
-# log off); vigil-log-wN the same with the prediction log on (every row written to SQLite).
+# log off); vigil-log-wN the same with the prediction log on (every row written to SQLite);
+# vigil-shadow-wN everything on: drift, the prediction log, 100% of requests mirrored to a
+# candidate and the what-if kinds at their default budgets. Only vigil-shadow-wN sends shadow
+# traffic ([shadow] enabled = false elsewhere).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -83,7 +87,7 @@ fi
 case " $TARGETS " in *" direct "*) ;; *) TARGETS="direct $TARGETS" ;; esac
 for t in $TARGETS; do
     case "$t" in
-        direct|nginx|vigil-w[0-9]*|vigil-notap-w[0-9]*|vigil-drift-w[0-9]*|vigil-log-w[0-9]*) ;;
+        direct|nginx|vigil-w[0-9]*|vigil-notap-w[0-9]*|vigil-drift-w[0-9]*|vigil-log-w[0-9]*|vigil-shadow-w[0-9]*) ;;
         *) echo "unknown target: $t" >&2; exit 2 ;;
     esac
 done
@@ -320,8 +324,11 @@ enabled = $tap
 
 [proxy]
 drain_timeout = "2s"
+
+[shadow]
+enabled = $([[ "$t" == vigil-shadow-* ]] && echo true || echo false)
 EOF
-            if [[ "$t" == vigil-drift-* || "$t" == vigil-log-* ]]; then
+            if [[ "$t" == vigil-drift-* || "$t" == vigil-log-* || "$t" == vigil-shadow-* ]]; then
                 # Drift on: a 2,000-row reference for the request's 8 features and the output y,
                 # so every exchange is decoded and fed to the default monitors.
                 python3 - "$dir/reference.csv" <<'PY'
@@ -341,10 +348,22 @@ file = "$dir/reference.csv"
 predictions = ["y"]
 
 [prediction_log]
-enabled = $([[ "$t" == vigil-log-* ]] && echo true || echo false)
+enabled = $([[ "$t" == vigil-drift-* ]] && echo false || echo true)
 EOF
             fi
-            "$VIGIL" run -c "$dir/vigil.toml" --upstream "up=http://127.0.0.1:$up_port" \
+            extra_upstream=()
+            if [[ "$t" == vigil-shadow-* ]]; then
+                # Everything on: drift, the prediction log, 100% of requests mirrored to a
+                # candidate (the same upstream under another name), the what-if kinds at their
+                # default budgets.
+                cat >>"$dir/vigil.toml" <<EOF
+
+[shadow.mirror.candidates]
+cand = 1.0
+EOF
+                extra_upstream=(--upstream "cand=http://127.0.0.1:$up_port")
+            fi
+            "$VIGIL" run -c "$dir/vigil.toml" --upstream "up=http://127.0.0.1:$up_port" "${extra_upstream[@]}" \
                 --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" --state-dir "$dir/state" \
                 >"$dir/vigil.log" 2>&1 &
             pids+=($!)
@@ -352,7 +371,7 @@ EOF
             PORT[$t]=$port
             wait_ready "$t" "http://127.0.0.1:$port$PATH_Q"
             log "$t on 127.0.0.1:$port (worker_threads=$threads, capture.enabled=$tap)"
-            if [[ "$t" == vigil-drift-* || "$t" == vigil-log-* ]]; then
+            if [[ "$t" == vigil-drift-* || "$t" == vigil-log-* || "$t" == vigil-shadow-* ]]; then
                 records=0
                 for _ in $(seq 50); do
                     records="$(curl -s "http://127.0.0.1:$admin/metrics" | awk '/^vigil_records_total/ {s+=$2} END {print s+0}')"

@@ -146,10 +146,15 @@ pub struct Consumer {
 }
 
 impl Consumer {
-    pub fn spawn(rx: mpsc::Receiver<Capture>, book: Arc<LatencyBook>, monitor: Option<Monitor>) -> Consumer {
+    pub fn spawn(
+        rx: mpsc::Receiver<Capture>,
+        book: Arc<LatencyBook>,
+        monitor: Option<Monitor>,
+        shadow: Option<crate::shadow::ShadowTap>,
+    ) -> Consumer {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
-        let thread = crate::background::spawn("vigil-analysis", move || consume(rx, book, monitor, flag))
+        let thread = crate::background::spawn("vigil-analysis", move || consume(rx, book, monitor, shadow, flag))
             .expect("can spawn the analysis thread");
         Consumer { thread, stop }
     }
@@ -167,6 +172,7 @@ fn consume(
     mut rx: mpsc::Receiver<Capture>,
     book: Arc<LatencyBook>,
     mut monitor: Option<Monitor>,
+    shadow: Option<crate::shadow::ShadowTap>,
     stop: Arc<AtomicBool>,
 ) {
     let truncated = metrics::counter!(telemetry::CAPTURES_TRUNCATED);
@@ -183,11 +189,15 @@ fn consume(
                         truncated.increment(1);
                     }
                     book.record(&capture);
+                    let mut records = None;
                     if let Some(m) = monitor.as_mut() {
-                        m.process(&capture);
+                        records = m.process(&capture);
                         if taken % 256 == 255 {
                             m.tick(Instant::now());
                         }
+                    }
+                    if let Some(s) = &shadow {
+                        s.offer(&capture, records.as_ref());
                     }
                     taken += 1;
                 }

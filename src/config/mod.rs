@@ -20,7 +20,7 @@ pub use ground_truth::{
 };
 pub use shadow::{
     parse_mirror, AdversarialConfig, AttackChoice, Budget, ExplainConfig, ExplainMethod, MirrorConfig, NormChoice,
-    PauseConfig, SensitivityConfig, ShadowConfig, StressConfig,
+    PauseConfig, ProbingConfig, SensitivityConfig, ShadowConfig, StressConfig,
 };
 
 use serde::Deserialize;

@@ -31,6 +31,7 @@ pub struct ShadowConfig {
     pub stress: StressConfig,
     pub adversarial: AdversarialConfig,
     pub explain: ExplainConfig,
+    pub probing: ProbingConfig,
 }
 
 impl Default for ShadowConfig {
@@ -46,6 +47,50 @@ impl Default for ShadowConfig {
             stress: StressConfig::default(),
             adversarial: AdversarialConfig::default(),
             explain: ExplainConfig::default(),
+            probing: ProbingConfig::default(),
+        }
+    }
+}
+
+/// Probing detection: live clients (by `capture.client_header`, else peer IP) whose requests look
+/// like a search of the decision boundary: many near-duplicate inputs near it, at a high rate.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProbingConfig {
+    pub enabled: bool,
+    /// Answer a flagged client 429 until it stops qualifying (the flag expires with `window`).
+    pub block: bool,
+    #[serde(with = "duration::serde")]
+    pub window: Duration,
+    /// Requests in the window before a client can be flagged.
+    pub min_requests: u64,
+    /// Requests per second (pingora-limits' estimate) before a client can be flagged.
+    pub min_rate: f64,
+    /// Two rows are near-duplicates within this L-inf distance, in reference standard deviations.
+    pub distance: f64,
+    pub near_duplicate_share: f64,
+    /// A row is near the boundary when |score − threshold| < margin.
+    pub threshold: f64,
+    pub margin: f64,
+    pub near_boundary_share: f64,
+    /// Clients tracked at most (least recently seen evicted).
+    pub max_clients: usize,
+}
+
+impl Default for ProbingConfig {
+    fn default() -> Self {
+        ProbingConfig {
+            enabled: true,
+            block: false,
+            window: Duration::from_secs(60),
+            min_requests: 50,
+            min_rate: 1.0,
+            distance: 0.1,
+            near_duplicate_share: 0.5,
+            threshold: 0.5,
+            margin: 0.1,
+            near_boundary_share: 0.3,
+            max_clients: 10_000,
         }
     }
 }
@@ -325,6 +370,22 @@ impl ShadowConfig {
                 "shadow.explain.background",
                 &format!("{} (window {})", self.explain.background, self.explain.window),
                 "positive numbers of rows and explanations",
+            ));
+        }
+        let p = &self.probing;
+        for (key, v) in [
+            ("shadow.probing.near_duplicate_share", p.near_duplicate_share),
+            ("shadow.probing.near_boundary_share", p.near_boundary_share),
+        ] {
+            share(key, v)?;
+        }
+        positive("shadow.probing.distance", p.distance)?;
+        positive("shadow.probing.margin", p.margin)?;
+        if p.window.is_zero() || p.max_clients == 0 {
+            return Err(ConfigError::invalid(
+                "shadow.probing.window",
+                &format!("{:?} (max_clients {})", p.window, p.max_clients),
+                "a positive window and a positive number of clients",
             ));
         }
         if self.stress.batch_rows == 0 {

@@ -58,6 +58,22 @@ fn shipped_example_config_is_valid() {
     assert_eq!(c.prediction_log.max_rows, d.prediction_log.max_rows);
     assert_eq!(c.feedback.max_body_bytes, d.feedback.max_body_bytes);
     assert_eq!(c.performance.enabled, d.performance.enabled);
+    assert_eq!(c.capture.client_header, d.capture.client_header);
+    let (s, t) = (&c.shadow, &d.shadow);
+    assert_eq!((s.enabled, s.timeout, s.queue, s.max_batch_rows), (t.enabled, t.timeout, t.queue, t.max_batch_rows));
+    assert_eq!(
+        (s.pause.p99_latency, s.pause.error_rate, s.pause.window, s.pause.min_requests),
+        (t.pause.p99_latency, t.pause.error_rate, t.pause.window, t.pause.min_requests)
+    );
+    assert_eq!((s.mirror.noise_fraction, s.mirror.budget), (t.mirror.noise_fraction, t.mirror.budget));
+    assert!(s.mirror.candidates.is_empty());
+    assert_eq!((s.sensitivity.enabled, s.sensitivity.budget, s.sensitivity.every), (t.sensitivity.enabled, t.sensitivity.budget, t.sensitivity.every));
+    assert_eq!((&s.sensitivity.steps, s.sensitivity.max_categories), (&t.sensitivity.steps, t.sensitivity.max_categories));
+    assert_eq!((s.stress.enabled, s.stress.budget, s.stress.every, s.stress.batch_rows), (t.stress.enabled, t.stress.budget, t.stress.every, t.stress.batch_rows));
+    let (a, b) = (&s.adversarial, &t.adversarial);
+    assert_eq!((a.enabled, a.budget, a.every, a.norm, a.attack, a.epsilon, a.queries), (b.enabled, b.budget, b.every, b.norm, b.attack, b.epsilon, b.queries));
+    let (a, b) = (&s.explain, &t.explain);
+    assert_eq!((a.enabled, a.budget, a.every, a.method, a.background, a.nsamples, a.window), (b.enabled, b.budget, b.every, b.method, b.background, b.nsamples, b.window));
     assert_eq!(c.performance.task, d.performance.task);
     assert_eq!(c.performance.classes, d.performance.classes);
     assert_eq!(c.performance.positive_class, d.performance.positive_class);

@@ -10,6 +10,7 @@ mod drift;
 pub mod feedback;
 mod performance;
 mod reply;
+mod shadow;
 mod versions;
 
 pub use auth::Auth;
@@ -49,6 +50,8 @@ pub struct Admin {
     pub prometheus: PrometheusHandle,
     pub latency: Arc<LatencyBook>,
     pub admission: Arc<AdmissionState>,
+    /// None when shadow traffic is off.
+    pub shadow: Option<crate::shadow::ShadowHandle>,
 }
 
 pub type AdminResponse = Response<Full<Bytes>>;
@@ -106,6 +109,18 @@ impl Admin {
             (["admin", "reference"], &Method::DELETE) => drift::delete_reference(self, req, caller).await,
             (["admin", "performance"], &Method::GET) => performance::get(self, &req),
             (["feedback"], &Method::POST) => feedback::post(self, req).await,
+            (["admin", "shadow"], &Method::GET) => shadow::get(self),
+            (["admin", "shadow", "mirrors", name], &Method::PUT) => {
+                let name = (*name).to_owned();
+                shadow::put_mirror(self, &name, req, caller).await
+            }
+            (["admin", "shadow", "mirrors", name], &Method::DELETE) => {
+                let name = (*name).to_owned();
+                shadow::delete_mirror(self, &name, req, caller).await
+            }
+            (["admin", "robustness"], &Method::GET) => shadow::robustness(self, &req),
+            (["admin", "explain"], &Method::POST) => shadow::post_explain(self, req).await,
+            (["admin", "explain", id], &Method::GET) => shadow::get_explain(self, id, &req).await,
             (["admin", "latency"], &Method::GET) => {
                 Ok(json(StatusCode::OK, &serde_json::json!({"unit": "ms", "versions": self.latency.summary()})))
             }
@@ -142,6 +157,9 @@ fn not_found_or_method(segments: &[&str], method: &Method) -> ApiError {
     let allowed: &[&str] = match segments {
         ["healthz"] | ["readyz"] | ["metrics"] | ["admin", "versions"] | ["admin", "latency"] => &["GET"],
         ["admin", "drift"] | ["admin", "drift", _] | ["admin", "performance"] => &["GET"],
+        ["admin", "shadow"] | ["admin", "robustness"] | ["admin", "explain", _] => &["GET"],
+        ["admin", "explain"] => &["POST"],
+        ["admin", "shadow", "mirrors", _] => &["PUT", "DELETE"],
         ["feedback"] => &["POST"],
         ["admin", "reference"] => &["GET", "PUT", "DELETE"],
         ["admin", "versions", _] => &["GET", "PUT", "DELETE"],

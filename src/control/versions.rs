@@ -179,7 +179,7 @@ pub(super) async fn read_body(req: Request<Incoming>, limit: usize) -> Result<By
         .to_bytes())
 }
 
-async fn read_json<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Result<T, ApiError> {
+pub(super) async fn read_json<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Result<T, ApiError> {
     let bytes = read_body(req, MAX_BODY).await?;
     let mut de = serde_json::Deserializer::from_slice(&bytes);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {

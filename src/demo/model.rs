@@ -24,6 +24,9 @@ pub struct DemoModel {
     pub version: String,
     weights: [f64; 4],
     bias: f64,
+    /// Inference requests and rows received, by `x-vigil-shadow` kind ("live" without the
+    /// header): `GET /stats/received`. Tests count what vigil's shadow traffic cost the model.
+    received: Arc<std::sync::Mutex<std::collections::BTreeMap<String, (u64, u64)>>>,
 }
 
 impl DemoModel {
@@ -33,7 +36,7 @@ impl DemoModel {
             "v2" => ([-0.5, -1.1, 1.9, -0.4], -0.1),
             _ => ([-0.4, -0.9, 1.5, -0.6], -0.3),
         };
-        DemoModel { model_name: model_name.into(), version: version.into(), weights, bias }
+        DemoModel { model_name: model_name.into(), version: version.into(), weights, bias, received: Default::default() }
     }
 
     pub fn predict_row(&self, row: &[f64]) -> f64 {
@@ -41,7 +44,7 @@ impl DemoModel {
         1.0 / (1.0 + (-(z + self.bias)).exp())
     }
 
-    fn infer_v2(&self, body: &Value) -> Result<Value, String> {
+    fn infer_v2(&self, body: &Value, kind: &str) -> Result<Value, String> {
         let inputs = body.get("inputs").and_then(Value::as_array).ok_or("body has no \"inputs\" array")?;
         let input = inputs.first().ok_or("\"inputs\" is empty")?;
         let mut data = Vec::new();
@@ -51,6 +54,7 @@ impl DemoModel {
             return Err(format!("expected rows of {width} features, got {} values", data.len()));
         }
         let probs: Vec<f64> = data.chunks(width).map(|r| self.predict_row(r)).collect();
+        self.count(kind, probs.len());
         let labels: Vec<i64> = probs.iter().map(|p| (*p >= 0.5) as i64).collect();
         let mut out = json!({
             "model_name": self.model_name,
@@ -66,7 +70,14 @@ impl DemoModel {
         Ok(out)
     }
 
-    fn predict_v1(&self, body: &Value) -> Result<Value, String> {
+    fn count(&self, kind: &str, rows: usize) {
+        let mut r = self.received.lock().unwrap();
+        let e = r.entry(kind.to_owned()).or_default();
+        e.0 += 1;
+        e.1 += rows as u64;
+    }
+
+    fn predict_v1(&self, body: &Value, kind: &str) -> Result<Value, String> {
         let rows = body.get("instances").and_then(Value::as_array).ok_or("body has no \"instances\" array")?;
         let mut preds = Vec::with_capacity(rows.len());
         for row in rows {
@@ -77,6 +88,7 @@ impl DemoModel {
             }
             preds.push(self.predict_row(&data));
         }
+        self.count(kind, preds.len());
         Ok(json!({ "predictions": preds }))
     }
 
@@ -100,6 +112,12 @@ impl DemoModel {
         let res = match (&method, segs.as_slice()) {
             (&Method::GET, ["v2", "health", "live"]) => reply(StatusCode::OK, json!({"live": true})),
             (&Method::GET, ["v2", "health", "ready"]) => reply(StatusCode::OK, json!({"ready": true})),
+            (&Method::GET, ["stats", "received"]) => {
+                let r = self.received.lock().unwrap().clone();
+                let by_kind: serde_json::Map<String, Value> =
+                    r.into_iter().map(|(k, (n, rows))| (k, json!({"requests": n, "rows": rows}))).collect();
+                reply(StatusCode::OK, Value::Object(by_kind))
+            }
             (&Method::GET, ["v2"]) => {
                 reply(StatusCode::OK, json!({"name": "vigil-demo", "version": "1", "extensions": []}))
             }
@@ -114,7 +132,7 @@ impl DemoModel {
                     not_found(m)
                 } else {
                     let m = self.clone();
-                    with_json(req, move |v| m.infer_v2(v)).await
+                    with_json(req, move |v, kind| m.infer_v2(v, kind)).await
                 }
             }
             (&Method::POST, ["v1", "models", m]) if m.ends_with(":predict") => {
@@ -122,7 +140,7 @@ impl DemoModel {
                     not_found(m.trim_end_matches(":predict"))
                 } else {
                     let m = self.clone();
-                    with_json(req, move |v| m.predict_v1(v)).await
+                    with_json(req, move |v, kind| m.predict_v1(v, kind)).await
                 }
             }
             _ => reply(StatusCode::NOT_FOUND, json!({"error": format!("no route {method} {path}")})),
@@ -150,13 +168,17 @@ fn not_found(model: &str) -> Response<Full<Bytes>> {
     reply(StatusCode::NOT_FOUND, json!({"error": format!("model {model} not found")}))
 }
 
-async fn with_json(req: Request<Incoming>, f: impl FnOnce(&Value) -> Result<Value, String>) -> Response<Full<Bytes>> {
+async fn with_json(
+    req: Request<Incoming>,
+    f: impl FnOnce(&Value, &str) -> Result<Value, String>,
+) -> Response<Full<Bytes>> {
+    let kind = req.headers().get("x-vigil-shadow").and_then(|v| v.to_str().ok()).unwrap_or("live").to_owned();
     let bytes = match Limited::new(req.into_body(), 64 << 20).collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => return reply(StatusCode::BAD_REQUEST, json!({"error": format!("cannot read body: {e}")})),
     };
     match serde_json::from_slice::<Value>(&bytes) {
-        Ok(v) => match f(&v) {
+        Ok(v) => match f(&v, &kind) {
             Ok(out) => reply(StatusCode::OK, out),
             Err(e) => reply(StatusCode::BAD_REQUEST, json!({"error": e})),
         },
@@ -210,10 +232,10 @@ mod tests {
             "data": [40, 55000, 0.5, 36, 20, 90000, 0.1, 100]}]});
         let nested = json!({"inputs": [{"name": "input-0", "shape": [2, 4], "datatype": "FP64",
             "data": [[40, 55000, 0.5, 36], [20, 90000, 0.1, 100]]}]});
-        let (a, b) = (m.infer_v2(&flat).unwrap(), m.infer_v2(&nested).unwrap());
+        let (a, b) = (m.infer_v2(&flat, "live").unwrap(), m.infer_v2(&nested, "live").unwrap());
         assert_eq!(a["outputs"], b["outputs"]);
         assert_eq!(a["id"], "x");
         assert_eq!(a["outputs"][0]["shape"], json!([2, 1]));
-        assert!(m.infer_v2(&json!({"inputs": [{"data": [1, 2, 3]}]})).is_err());
+        assert!(m.infer_v2(&json!({"inputs": [{"data": [1, 2, 3]}]}), "live").is_err());
     }
 }

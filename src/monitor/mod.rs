@@ -81,6 +81,8 @@ pub enum Command {
 pub struct MonitorHandle {
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     pub commands: mpsc::Sender<Command>,
+    /// The reference profile in use (shadow traffic reads it: scales, categories, background).
+    pub profile: Arc<arc_swap::ArcSwapOption<Profile>>,
 }
 
 /// The analysis settings the monitor needs, cut from the whole config.
@@ -122,7 +124,7 @@ impl Settings {
     }
 
     /// The codec for a request path: the first configured prefix that matches, else detection.
-    fn codec_for(&self, path: &str) -> Option<Codec> {
+    pub fn codec_for(&self, path: &str) -> Option<Codec> {
         for (prefix, codec) in &self.routes {
             if path.starts_with(prefix.as_str()) {
                 return Some(codec.clone());
@@ -141,6 +143,7 @@ pub struct Monitor {
     warnings: Vec<String>,
     warned: HashSet<String>,
     snapshot: Arc<ArcSwap<Snapshot>>,
+    published: Arc<arc_swap::ArcSwapOption<Profile>>,
     commands: mpsc::Receiver<Command>,
     failures: HashMap<&'static str, metrics::Counter>,
     records: HashMap<Arc<str>, metrics::Counter>,
@@ -180,7 +183,9 @@ impl Monitor {
             metrics::gauge!(telemetry::REFERENCE_ROWS).set(p.rows as f64);
         }
         let next_evaluation = Instant::now() + settings.drift.evaluate_every;
+        let published = Arc::new(arc_swap::ArcSwapOption::new(profile.clone()));
         let mut m = Monitor {
+            published: published.clone(),
             settings,
             profile,
             windows: HashMap::new(),
@@ -196,7 +201,7 @@ impl Monitor {
             tracker,
         };
         m.evaluate();
-        (m, MonitorHandle { snapshot, commands: tx })
+        (m, MonitorHandle { snapshot, commands: tx, profile: published })
     }
 
     fn fail(&mut self, reason: &'static str) {
@@ -214,15 +219,16 @@ impl Monitor {
         }
     }
 
-    /// Decodes one capture and feeds its rows to the version's window.
-    pub fn process(&mut self, c: &Capture) {
+    /// Decodes one capture and feeds its rows to the version's window. Returns its records
+    /// (shadow traffic's budget and probing detection read them), None when it made none.
+    pub fn process(&mut self, c: &Capture) -> Option<Records> {
         if c.outcome != Outcome::Complete || (self.profile.is_none() && self.learner.is_none()) {
-            return;
+            return None;
         }
-        let Some(codec) = self.settings.codec_for(c.path.path()) else { return };
+        let Some(codec) = self.settings.codec_for(c.path.path()) else { return None };
         if c.request.truncated() || (c.status == 200 && c.response.truncated()) {
             self.fail(FAILURE_TRUNCATED);
-            return;
+            return None;
         }
         // Requests are decoded whatever the answer, so that malformed payloads are counted even
         // when the model refused them; only answered ones (200) become records.
@@ -231,11 +237,11 @@ impl Monitor {
             Err(e) => {
                 tracing::debug!(error = %e, "request body not decoded");
                 self.fail(e.reason.as_str());
-                return;
+                return None;
             }
         };
         if c.status != 200 {
-            return;
+            return None;
         }
         let response = match codec.decode_response(&c.response.bytes) {
             Ok(b) => Some(b),
@@ -247,14 +253,14 @@ impl Monitor {
         };
         let Some(profile) = self.profile.clone() else {
             self.learn(c, request, response);
-            return;
+            return None;
         };
         let (rows, features) = match profile.schema.map_request(request) {
             Ok(x) => x,
             Err(m) => {
                 self.fail(FAILURE_SCHEMA);
                 self.warn_once(m.0);
-                return;
+                return None;
             }
         };
         let predictions = match response.map(|r| profile.schema.map_response(r, rows)) {
@@ -267,7 +273,7 @@ impl Monitor {
             None => vec![None; profile.schema.predictions.len()],
         };
         if rows == 0 {
-            return;
+            return None;
         }
         let rec = Records {
             request_id: c.request_id.to_str().unwrap_or_default().to_owned(),
@@ -286,6 +292,7 @@ impl Monitor {
         if self.settings.drift.enabled {
             self.ingest(&rec, &profile);
         }
+        Some(rec)
     }
 
     /// Feeds records (already mapped onto the current profile's schema) to their version's window.
@@ -333,6 +340,7 @@ impl Monitor {
     fn replace(&mut self, p: Arc<Profile>) {
         metrics::gauge!(telemetry::REFERENCE_ROWS).set(p.rows as f64);
         self.tracker.set_profile(Some(p.clone()));
+        self.published.store(Some(p.clone()));
         self.profile = Some(p);
         self.windows.clear();
         self.learner = None;
@@ -350,6 +358,7 @@ impl Monitor {
                 Command::Labels(joined) => self.tracker.labels(joined),
                 Command::Clear => {
                     self.profile = None;
+                    self.published.store(None);
                     self.tracker.set_profile(None);
                     self.windows.clear();
                     self.learner = (self.settings.learn > 0).then(|| Learner::new(self.settings.learn));

@@ -4,7 +4,7 @@
 
 use super::pca::Pca;
 use super::reference::{ColumnData, Table};
-use super::schema::{ColumnSpec, Kind, Schema};
+use super::schema::{Col, ColumnSpec, Kind, Records, Schema};
 use super::stats::binning;
 use crate::config::{DriftConfig, Method, SchemaConfig};
 use serde::Serialize;
@@ -90,7 +90,13 @@ pub struct Profile {
     pub pca: Option<(Pca, Vec<usize>)>,
     /// The ground-truth column (`schema.target`), for label drift.
     pub target: Option<ColumnProfile>,
+    /// Up to [`SAMPLE_ROWS`] whole reference rows (features only, evenly spaced through the
+    /// table): the background of black-box explanations, which needs joint rows, not columns.
+    pub sample: Records,
 }
+
+/// Reference rows kept whole in [`Profile::sample`].
+pub const SAMPLE_ROWS: usize = 200;
 
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -174,7 +180,8 @@ impl Profile {
             Some(t) => Some(column_profile(column(t, "schema.target")?, table.rows, drift)?),
             None => None,
         };
-        Ok(Profile { schema, features, predictions, rows: table.rows, source, pca, target })
+        let sample = sample_rows(&table, &features);
+        Ok(Profile { schema, features, predictions, rows: table.rows, source, pca, target, sample })
     }
 
     pub fn columns(&self) -> impl Iterator<Item = &ColumnProfile> {
@@ -303,5 +310,28 @@ pub fn default_method(kind: Kind, reference_rows: usize, n_unique: usize) -> Met
                 Method::Jensenshannon
             }
         }
+    }
+}
+
+/// Evenly spaced whole rows of the reference's feature columns.
+fn sample_rows(table: &Table, features: &[ColumnProfile]) -> Records {
+    let n = table.rows.min(SAMPLE_ROWS);
+    let picks: Vec<usize> = (0..n).map(|i| i * table.rows / n.max(1)).collect();
+    let cols = features
+        .iter()
+        .map(|f| {
+            table.column(&f.name).map(|c| match &c.data {
+                ColumnData::Num(v) => Col::Num(picks.iter().map(|&r| v[r]).collect()),
+                ColumnData::Cat(v) => Col::Cat(picks.iter().map(|&r| v[r].clone()).collect()),
+            })
+        })
+        .collect();
+    Records {
+        request_id: String::new(),
+        version: "reference".into(),
+        time: std::time::SystemTime::UNIX_EPOCH,
+        rows: n,
+        features: cols,
+        predictions: Vec::new(),
     }
 }

@@ -31,6 +31,8 @@ pub enum ErrorKind {
     Overloaded,
     /// The request could not be turned into an upstream request (bad URI).
     BadRequest,
+    /// The client is flagged for probing the model and `shadow.probing.block` is on.
+    ClientBlocked,
 }
 
 impl ErrorKind {
@@ -43,6 +45,7 @@ impl ErrorKind {
             ErrorKind::ClientError => "client_error",
             ErrorKind::Overloaded => "overloaded",
             ErrorKind::BadRequest => "bad_request",
+            ErrorKind::ClientBlocked => "client_blocked",
         }
     }
 
@@ -54,6 +57,7 @@ impl ErrorKind {
             ErrorKind::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             ErrorKind::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::ClientError | ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+            ErrorKind::ClientBlocked => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -63,7 +67,7 @@ impl ErrorKind {
             | ErrorKind::UpstreamTimeout
             | ErrorKind::UpstreamReset
             | ErrorKind::BadGateway => Side::Upstream,
-            ErrorKind::ClientError | ErrorKind::BadRequest => Side::Downstream,
+            ErrorKind::ClientError | ErrorKind::BadRequest | ErrorKind::ClientBlocked => Side::Downstream,
             ErrorKind::Overloaded => Side::Vigil,
         }
     }
@@ -71,7 +75,10 @@ impl ErrorKind {
     /// Whether sending the same request again may succeed. A reset after the request was sent
     /// is not retryable: the model may have acted on it.
     pub fn retryable(self) -> bool {
-        matches!(self, ErrorKind::UpstreamUnavailable | ErrorKind::UpstreamTimeout | ErrorKind::Overloaded)
+        matches!(
+            self,
+            ErrorKind::UpstreamUnavailable | ErrorKind::UpstreamTimeout | ErrorKind::Overloaded | ErrorKind::ClientBlocked
+        )
     }
 
     /// Whether this kind counts in `vigil_upstream_errors_total`.

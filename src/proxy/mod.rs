@@ -66,8 +66,35 @@ impl Readiness {
     }
 }
 
+/// Client keys answered 429 (probing detection with `shadow.probing.block`). The data path pays
+/// one relaxed atomic load per request while it is empty.
+#[derive(Default)]
+pub struct Blocklist {
+    active: AtomicBool,
+    keys: arc_swap::ArcSwap<std::collections::HashSet<String>>,
+}
+
+impl Blocklist {
+    pub fn set(&self, keys: std::collections::HashSet<String>) {
+        self.active.store(!keys.is_empty(), Ordering::Relaxed);
+        self.keys.store(Arc::new(keys));
+    }
+
+    fn blocks(&self, headers: &http::HeaderMap, client_header: Option<&header::HeaderName>, peer: Option<std::net::IpAddr>) -> bool {
+        if !self.active.load(Ordering::Relaxed) {
+            return false;
+        }
+        let keys = self.keys.load();
+        match client_header.and_then(|h| headers.get(h)).and_then(|v| v.to_str().ok()) {
+            Some(k) => keys.contains(k),
+            None => peer.is_some_and(|ip| keys.contains(&ip.to_string())),
+        }
+    }
+}
+
 struct Shared {
     routes: Arc<RouteTable>,
+    blocklist: Arc<Blocklist>,
     /// `capture.client_header`: copied into each capture's [`Origin`].
     client_header: Option<header::HeaderName>,
     clients: Clients,
@@ -100,6 +127,7 @@ pub type Stack = Admission<Proxy>;
 pub fn stack(
     cfg: &ProxyConfig,
     client_header: &str,
+    blocklist: Arc<Blocklist>,
     routes: Arc<RouteTable>,
     sink: Option<CaptureSink>,
     readiness: Arc<Readiness>,
@@ -108,6 +136,7 @@ pub fn stack(
     let proxy = Proxy {
         shared: Arc::new(Shared {
             routes,
+            blocklist,
             client_header: header::HeaderName::from_bytes(client_header.as_bytes()).ok(),
             clients: Clients::new(cfg),
             sink,
@@ -155,6 +184,14 @@ async fn forward(
             id
         }
     };
+    if shared.blocklist.blocks(&parts.headers, shared.client_header.as_ref(), peer) {
+        let err = ProxyError::new(
+            ErrorKind::ClientBlocked,
+            "this client is flagged for probing the model (shadow.probing.block); it may try again once it stops",
+        );
+        let (parts, body) = err.response(Some(&request_id), None).into_parts();
+        return Response::from_parts(parts, body.guarded(Some(guard)));
+    }
     // One load per request: the exchange stays on this version whatever the control plane does.
     let version: Arc<Version> = shared.routes.load().pick().clone();
 

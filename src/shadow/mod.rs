@@ -9,7 +9,15 @@
 //! model at most its configured budget.
 
 pub mod attack;
+pub mod budget;
+pub mod client;
+mod engine;
 pub mod explain;
+pub mod mirror;
+pub mod ondemand;
+mod whatif;
+
+pub use engine::{Shadow, ShadowHandle, ShadowTap, ShadowView};
 
 use serde::Serialize;
 
