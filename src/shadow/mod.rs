@@ -10,6 +10,7 @@
 
 pub mod attack;
 pub mod explain;
+pub mod importance;
 
 use serde::Serialize;
 
