@@ -11,6 +11,7 @@
 pub mod attack;
 pub mod explain;
 pub mod importance;
+pub mod probing;
 pub mod robustness;
 
 use serde::Serialize;
