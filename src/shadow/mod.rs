@@ -13,8 +13,11 @@ pub mod budget;
 pub mod client;
 mod engine;
 pub mod explain;
+pub mod importance;
 pub mod mirror;
 pub mod ondemand;
+pub mod probing;
+pub mod robustness;
 mod whatif;
 
 pub use engine::{Shadow, ShadowHandle, ShadowTap, ShadowView};
