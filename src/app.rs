@@ -111,6 +111,8 @@ pub async fn start(config: Config) -> Result<App, StartError> {
             routes.clone(),
             monitor_handle.as_ref().map(|h| h.profile.clone()),
             config.proxy.connect_timeout,
+            blocklist.clone(),
+            Some(audit.clone()),
         )
         .map_err(|e| StartError::StateDir { dir: "(threads)".into(), why: format!("cannot start the shadow threads: {e}") })?;
         (Some(s), Some(t))

@@ -240,7 +240,7 @@ background = 10
     let report = async {
         poll_for("sensitivity, stress, adversarial and importance for v1", || async {
             let r = vigil.admin("GET", "/admin/robustness?version=v1", None).await.json();
-            let v = &r["versions"]["v1"];
+            let v = &r["versions"][0];
             let ready = !v["sensitivity"].is_null()
                 && !v["stress"].is_null()
                 && !v["adversarial"].is_null()

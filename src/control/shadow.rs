@@ -36,14 +36,12 @@ pub fn get(admin: &Admin) -> Result<AdminResponse, ApiError> {
 
 pub fn robustness(admin: &Admin, req: &Request<Incoming>) -> Result<AdminResponse, ApiError> {
     let h = handle(admin)?;
-    let mut report = serde_json::to_value(h.robustness()).expect("reports serialize");
+    let mut report = h.robustness();
     if let Some(v) = query_param(req, "version") {
-        let versions = report.get_mut("versions").and_then(|x| x.as_object_mut());
-        match versions.and_then(|m| m.get(v).cloned()) {
+        let versions = report.get("versions").and_then(|x| x.as_array());
+        match versions.and_then(|all| all.iter().find(|x| x["version"] == v).cloned()) {
             Some(one) => {
-                let mut m = serde_json::Map::new();
-                m.insert(v.to_owned(), one);
-                report["versions"] = serde_json::Value::Object(m);
+                report["versions"] = serde_json::json!([one]);
             }
             None => {
                 return Err(ApiError::new(

@@ -66,6 +66,22 @@ pub(crate) struct Inner {
     mirror_jobs: Mutex<Option<tokio::sync::mpsc::Sender<MirrorJob>>>,
     /// Results per kind and version, for `GET /admin/shadow`.
     pub tally: Arc<client::Tally>,
+    /// Probing detection: used by the analysis thread, read by the control plane.
+    pub probing: Mutex<Probing>,
+    blocklist: Arc<crate::proxy::Blocklist>,
+    audit: Option<Arc<crate::store::audit::AuditLog>>,
+}
+
+/// The probing detector and what it needs to read live records: the reference's scales and
+/// which prediction is the probability.
+pub(crate) struct Probing {
+    pub detector: Option<super::probing::Detector>,
+    block: bool,
+    profile: Option<Arc<Profile>>,
+    scales: Vec<f64>,
+    target: Option<Target>,
+    changes: u64,
+    last_expire: Instant,
 }
 
 /// The lane key of explanations an operator asks for (`POST /admin/explain`): not budgeted.
@@ -120,6 +136,9 @@ impl ShadowTap {
             let job = MirrorJob { capture: c.clone(), rows, candidate: None };
             let _ = self.jobs.try_send(job);
         }
+        if let (Some(rec), Some(key)) = (records, c.origin.client_key()) {
+            inner.probe(&key, rec);
+        }
         if c.status == 200 && !c.response.truncated() && inner.wanted.load(Ordering::Relaxed) {
             inner.wanted.store(false, Ordering::Relaxed);
             *inner.sample.lock().unwrap() = Some(c.clone());
@@ -143,6 +162,7 @@ pub struct ShadowHandle {
 
 impl Shadow {
     /// Starts the engine. `profile` is the monitor's published reference (None without analysis).
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         cfg: ShadowConfig,
         performance: PerformanceConfig,
@@ -150,6 +170,8 @@ impl Shadow {
         routes: Arc<RouteTable>,
         profile: Option<Arc<ArcSwapOption<Profile>>>,
         connect_timeout: Duration,
+        blocklist: Arc<crate::proxy::Blocklist>,
+        audit: Option<Arc<crate::store::audit::AuditLog>>,
     ) -> std::io::Result<(Shadow, ShadowTap)> {
         let (tx, rx) = tokio::sync::mpsc::channel(cfg.queue);
         let mut book = MirrorBook::default();
@@ -159,7 +181,18 @@ impl Shadow {
         let inner = Arc::new(Inner {
             mirrors: ArcSwap::from_pointee(cfg.mirror.candidates.clone()),
             pressure: Arc::new(Pressure::new(cfg.pause.clone())),
-            book: Mutex::new(Book::new(cfg.explain.window)),
+            book: Mutex::new(Book::new(Vec::new(), cfg.explain.window)),
+            probing: Mutex::new(Probing {
+                detector: cfg.probing.enabled.then(|| super::probing::Detector::new(probing_options(&cfg.probing))),
+                block: cfg.probing.block,
+                profile: None,
+                scales: Vec::new(),
+                target: None,
+                changes: 0,
+                last_expire: Instant::now(),
+            }),
+            blocklist,
+            audit,
             cfg,
             performance,
             settings,
@@ -290,7 +323,103 @@ async fn mirror_one(inner: Arc<Inner>, job: MirrorJob) {
     }
 }
 
+fn probing_options(c: &crate::config::ProbingConfig) -> super::probing::ProbingOptions {
+    super::probing::ProbingOptions {
+        enabled: c.enabled,
+        block: c.block,
+        window: c.window,
+        distance: c.distance,
+        threshold: c.threshold,
+        margin: c.margin,
+        min_requests: c.min_requests,
+        duplicate_share: c.near_duplicate_share,
+        boundary_share: c.near_boundary_share,
+        min_rate: c.min_rate,
+        max_clients: c.max_clients,
+        ..Default::default()
+    }
+}
+
 impl Inner {
+    /// Feeds one live exchange's rows to the probing detector (analysis thread).
+    fn probe(&self, client: &str, rec: &Records) {
+        let mut p = self.probing.lock().unwrap();
+        if p.detector.is_none() {
+            return;
+        }
+        let current = self.profile.load_full();
+        let stale = match (&p.profile, &current) {
+            (Some(a), Some(b)) => !Arc::ptr_eq(a, b),
+            (None, None) => false,
+            _ => true,
+        };
+        if stale {
+            p.scales = current
+                .as_ref()
+                .map(|prof| {
+                    prof.features
+                        .iter()
+                        .map(|f| match &f.shape {
+                            crate::monitor::profile::Shape::Num(n) if n.std > 0.0 && n.std.is_finite() => n.std,
+                            _ => f64::NAN,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            p.target = current.as_ref().and_then(|prof| Target::resolve(prof, &self.performance).ok());
+            p.profile = current;
+        }
+        let now = Instant::now();
+        let mut flags = Vec::new();
+        let mut row = vec![f64::NAN; rec.features.len()];
+        for r in 0..rec.rows {
+            for (i, col) in rec.features.iter().enumerate() {
+                row[i] = match (col, p.scales.get(i)) {
+                    (Some(crate::monitor::schema::Col::Num(v)), Some(s)) => v.get(r).copied().unwrap_or(f64::NAN) / s,
+                    _ => f64::NAN,
+                };
+            }
+            let score = p.target.as_ref().map(|t| t.probability_of(rec, r)).filter(|x| x.is_finite());
+            let detector = p.detector.as_mut().expect("checked above");
+            if let Some(flag) = detector.observe(client, &row, score, now) {
+                flags.push(flag);
+            }
+        }
+        if now.duration_since(p.last_expire) >= Duration::from_secs(1) {
+            p.last_expire = now;
+            if let Some(d) = p.detector.as_mut() {
+                d.expire(now);
+                d.publish();
+            }
+        }
+        let changes = p.detector.as_ref().map(|d| d.changes()).unwrap_or(0);
+        if changes != p.changes {
+            p.changes = changes;
+            if p.block {
+                let keys = p.detector.as_ref().map(|d| d.flagged().into_iter().map(|f| f.client).collect()).unwrap_or_default();
+                self.blocklist.set(keys);
+            }
+        }
+        drop(p);
+        for flag in flags {
+            tracing::warn!(client = %flag.client, requests = flag.requests, "client flagged for probing the model");
+            if let Some(audit) = &self.audit {
+                let entry = crate::store::audit::AuditEntry {
+                    time: crate::store::audit::AuditEntry::now(),
+                    actor: "vigil".into(),
+                    remote: None,
+                    action: "probing.flag".into(),
+                    target: Some(flag.client.clone()),
+                    before: serde_json::Value::Null,
+                    after: serde_json::to_value(&flag).unwrap_or_default(),
+                };
+                if let Err(e) = audit.append(&entry) {
+                    tracing::error!(error = %e, "cannot audit a probing flag");
+                }
+            }
+        }
+    }
+
     /// The lane of a kind (per candidate for mirroring), created on first use.
     pub(crate) fn lane(&self, kind: Kind, key: &str) -> Lane {
         let mut lanes = self.lanes.lock().unwrap();
@@ -517,8 +646,17 @@ impl ShadowHandle {
         self.inner.view()
     }
 
-    pub fn robustness(&self) -> super::robustness::RobustnessReport {
-        self.inner.book.lock().unwrap().report()
+    /// `GET /admin/robustness`: results per version, and the clients flagged for probing.
+    pub fn robustness(&self) -> serde_json::Value {
+        let report = self.inner.book.lock().unwrap().report();
+        let p = self.inner.probing.lock().unwrap();
+        let mut v = serde_json::to_value(report).unwrap_or_default();
+        v["probing"] = serde_json::json!({
+            "enabled": p.detector.is_some(),
+            "block": p.block,
+            "flagged": p.detector.as_ref().map(|d| d.flagged()).unwrap_or_default(),
+        });
+        v
     }
 
     /// Candidate → fraction now mirrored.

@@ -101,6 +101,8 @@ impl State {
         let profile = self.inner.profile.load_full()?;
         let stale = !matches!(&self.codebook, Some((p, _, _)) if Arc::ptr_eq(p, &profile));
         if stale {
+            let names = profile.schema.features.iter().map(|f| f.name.clone()).collect();
+            self.inner.book.lock().unwrap().set_features(names);
             let mut book = Codebook::from_profile(&profile);
             let background = book.encode_records(&profile.sample);
             self.codebook = Some((profile.clone(), book, background));
@@ -244,7 +246,8 @@ impl State {
                 let mut model = |rows: &[f64], w: usize| oracle.ask(rows, w).map(|a| a.scores);
                 let e = explain::kernel_shap(&mut model, &x, &background, width, opts).map_err(|e| e.to_string())?;
                 let request_id = sample.request_id.to_str().unwrap_or_default().to_owned();
-                inner.book.lock().unwrap().add_explanation(&name, &request_id, &e.values);
+                let record = robustness::ExplanationRecord::shap(&name, &request_id, &e);
+                inner.book.lock().unwrap().add_explanation(record, Some(&e.values));
             }
             Kind::Mirror => {}
         }
@@ -380,8 +383,16 @@ impl State {
             input.insert(f.clone(), book.json_value(i, x[i]));
             by_feature.insert(f.clone(), serde_json::json!(values.get(i).copied().unwrap_or(0.0)));
         }
-        if let Some(s) = &shap {
-            inner.book.lock().unwrap().add_explanation(&version.name, request_id.as_deref().unwrap_or(""), &s.values);
+        // Listed, but kept out of the global importance: an operator's choice of inputs is not
+        // a sample of live traffic.
+        let id = request_id.as_deref().unwrap_or("");
+        let record = match (&shap, &lime) {
+            (Some(s), _) => Some(robustness::ExplanationRecord::shap(&version.name, id, s)),
+            (None, Some(l)) => Some(robustness::ExplanationRecord::lime(&version.name, id, l)),
+            _ => None,
+        };
+        if let Some(r) = record {
+            inner.book.lock().unwrap().add_explanation(r, None);
         }
         Ok(ondemand::Reply {
             version: version.name.to_string(),
