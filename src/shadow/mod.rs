@@ -9,7 +9,9 @@
 //! model at most its configured budget.
 
 pub mod attack;
+pub mod encode;
 pub mod explain;
+pub mod rows;
 
 use serde::Serialize;
 
