@@ -8,6 +8,7 @@
 //! Architecture invariant: every shadow request carries `x-vigil-shadow: <kind>` and costs the
 //! model at most its configured budget.
 
+pub mod answers;
 pub mod attack;
 pub mod encode;
 pub mod explain;
