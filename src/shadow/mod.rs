@@ -13,6 +13,7 @@ pub mod attack;
 pub mod encode;
 pub mod explain;
 pub mod rows;
+pub mod sensitivity;
 
 use serde::Serialize;
 
