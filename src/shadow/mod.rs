@@ -14,6 +14,7 @@ pub mod encode;
 pub mod explain;
 pub mod rows;
 pub mod sensitivity;
+pub mod stress;
 
 use serde::Serialize;
 
