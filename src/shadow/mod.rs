@@ -8,9 +8,11 @@
 //! Architecture invariant: every shadow request carries `x-vigil-shadow: <kind>` and costs the
 //! model at most its configured budget.
 
+pub mod answers;
 pub mod attack;
 pub mod budget;
 pub mod client;
+pub mod encode;
 mod engine;
 pub mod explain;
 pub mod importance;
@@ -18,6 +20,9 @@ pub mod mirror;
 pub mod ondemand;
 pub mod probing;
 pub mod robustness;
+pub mod rows;
+pub mod sensitivity;
+pub mod stress;
 mod whatif;
 
 pub use engine::{Shadow, ShadowHandle, ShadowTap, ShadowView};
