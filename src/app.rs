@@ -114,7 +114,10 @@ pub async fn start(config: Config) -> Result<App, StartError> {
             blocklist.clone(),
             Some(audit.clone()),
         )
-        .map_err(|e| StartError::StateDir { dir: "(threads)".into(), why: format!("cannot start the shadow threads: {e}") })?;
+        .map_err(|e| StartError::StateDir {
+            dir: "(threads)".into(),
+            why: format!("cannot start the shadow threads: {e}"),
+        })?;
         (Some(s), Some(t))
     } else {
         (None, None)
@@ -141,12 +144,15 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         header_read_timeout: config.proxy.header_read_timeout,
         drain_timeout: config.proxy.drain_timeout,
     };
-    let (stack, admission) =
-        proxy::stack(
+    let (stack, admission) = proxy::stack(
         &config.proxy,
         &config.capture.client_header,
         blocklist.clone(),
-        routes.clone(), sink, readiness.clone(), counters);
+        routes.clone(),
+        sink,
+        readiness.clone(),
+        counters,
+    );
     let stop_proxy = CancellationToken::new();
     let proxy_task = tokio::spawn(proxy::server::serve(
         proxy_listener,

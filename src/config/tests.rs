@@ -67,13 +67,28 @@ fn shipped_example_config_is_valid() {
     );
     assert_eq!((s.mirror.noise_fraction, s.mirror.budget), (t.mirror.noise_fraction, t.mirror.budget));
     assert!(s.mirror.candidates.is_empty());
-    assert_eq!((s.sensitivity.enabled, s.sensitivity.budget, s.sensitivity.every), (t.sensitivity.enabled, t.sensitivity.budget, t.sensitivity.every));
-    assert_eq!((&s.sensitivity.steps, s.sensitivity.max_categories), (&t.sensitivity.steps, t.sensitivity.max_categories));
-    assert_eq!((s.stress.enabled, s.stress.budget, s.stress.every, s.stress.batch_rows), (t.stress.enabled, t.stress.budget, t.stress.every, t.stress.batch_rows));
+    assert_eq!(
+        (s.sensitivity.enabled, s.sensitivity.budget, s.sensitivity.every),
+        (t.sensitivity.enabled, t.sensitivity.budget, t.sensitivity.every)
+    );
+    assert_eq!(
+        (&s.sensitivity.steps, s.sensitivity.max_categories),
+        (&t.sensitivity.steps, t.sensitivity.max_categories)
+    );
+    assert_eq!(
+        (s.stress.enabled, s.stress.budget, s.stress.every, s.stress.batch_rows),
+        (t.stress.enabled, t.stress.budget, t.stress.every, t.stress.batch_rows)
+    );
     let (a, b) = (&s.adversarial, &t.adversarial);
-    assert_eq!((a.enabled, a.budget, a.every, a.norm, a.attack, a.epsilon, a.queries), (b.enabled, b.budget, b.every, b.norm, b.attack, b.epsilon, b.queries));
+    assert_eq!(
+        (a.enabled, a.budget, a.every, a.norm, a.attack, a.epsilon, a.queries),
+        (b.enabled, b.budget, b.every, b.norm, b.attack, b.epsilon, b.queries)
+    );
     let (a, b) = (&s.explain, &t.explain);
-    assert_eq!((a.enabled, a.budget, a.every, a.method, a.background, a.nsamples, a.window), (b.enabled, b.budget, b.every, b.method, b.background, b.nsamples, b.window));
+    assert_eq!(
+        (a.enabled, a.budget, a.every, a.method, a.background, a.nsamples, a.window),
+        (b.enabled, b.budget, b.every, b.method, b.background, b.nsamples, b.window)
+    );
     assert_eq!(c.performance.task, d.performance.task);
     assert_eq!(c.performance.classes, d.performance.classes);
     assert_eq!(c.performance.positive_class, d.performance.positive_class);

@@ -143,7 +143,9 @@ async fn audit(
     tokio::task::spawn_blocking(move || log.append(&entry))
         .await
         .map_err(|e| ApiError::internal("internal", format!("audit writer failed: {e}")))?
-        .map_err(|e| ApiError::internal("audit_write_failed", format!("cannot write the audit trail: {e}; nothing was changed")))
+        .map_err(|e| {
+            ApiError::internal("audit_write_failed", format!("cannot write the audit trail: {e}; nothing was changed"))
+        })
 }
 
 #[derive(Deserialize)]
@@ -166,11 +168,8 @@ pub async fn post_explain(admin: &Admin, req: Request<Incoming>) -> Result<Admin
     let mut de = serde_json::Deserializer::from_slice(&bytes);
     let body: ExplainBody = serde_path_to_error::deserialize(&mut de)
         .map_err(|e| ApiError::bad_request(format!("invalid explain body at `{}`: {}", e.path(), e.inner())))?;
-    let subject = Subject::Payload {
-        body: bytes::Bytes::from(body.request.to_string()),
-        path: body.path,
-        version: body.version,
-    };
+    let subject =
+        Subject::Payload { body: bytes::Bytes::from(body.request.to_string()), path: body.path, version: body.version };
     ask(&h, subject, body.row, body.method, body.nsamples).await
 }
 
@@ -221,19 +220,14 @@ async fn ask(
     nsamples: Option<usize>,
 ) -> Result<AdminResponse, ApiError> {
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let request = ondemand::Request {
-        subject,
-        row,
-        method: method.unwrap_or(ExplainMethod::KernelShap),
-        nsamples,
-        reply: tx,
-    };
-    h.explain
-        .send(request)
-        .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shadow_unavailable", "the what-if thread stopped"))?;
-    let waited = tokio::time::timeout(Duration::from_secs(120), rx).await.map_err(|_| {
-        ApiError::new(StatusCode::GATEWAY_TIMEOUT, "explain_timeout", "no explanation within 120 s")
+    let request =
+        ondemand::Request { subject, row, method: method.unwrap_or(ExplainMethod::KernelShap), nsamples, reply: tx };
+    h.explain.send(request).map_err(|_| {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shadow_unavailable", "the what-if thread stopped")
     })?;
+    let waited = tokio::time::timeout(Duration::from_secs(120), rx)
+        .await
+        .map_err(|_| ApiError::new(StatusCode::GATEWAY_TIMEOUT, "explain_timeout", "no explanation within 120 s"))?;
     match waited {
         Ok(Ok(reply)) => Ok(json(StatusCode::OK, &reply)),
         Ok(Err(f)) => Err(ApiError::new(
@@ -241,6 +235,8 @@ async fn ask(
             f.kind,
             f.message,
         )),
-        Err(_) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shadow_unavailable", "the what-if thread stopped")),
+        Err(_) => {
+            Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shadow_unavailable", "the what-if thread stopped"))
+        }
     }
 }

@@ -36,7 +36,13 @@ impl DemoModel {
             "v2" => ([-0.5, -1.1, 1.9, -0.4], -0.1),
             _ => ([-0.4, -0.9, 1.5, -0.6], -0.3),
         };
-        DemoModel { model_name: model_name.into(), version: version.into(), weights, bias, received: Default::default() }
+        DemoModel {
+            model_name: model_name.into(),
+            version: version.into(),
+            weights,
+            bias,
+            received: Default::default(),
+        }
     }
 
     pub fn predict_row(&self, row: &[f64]) -> f64 {

@@ -225,7 +225,7 @@ impl Monitor {
         if c.outcome != Outcome::Complete || (self.profile.is_none() && self.learner.is_none()) {
             return None;
         }
-        let Some(codec) = self.settings.codec_for(c.path.path()) else { return None };
+        let codec = self.settings.codec_for(c.path.path())?;
         if c.request.truncated() || (c.status == 200 && c.response.truncated()) {
             self.fail(FAILURE_TRUNCATED);
             return None;

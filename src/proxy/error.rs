@@ -77,7 +77,10 @@ impl ErrorKind {
     pub fn retryable(self) -> bool {
         matches!(
             self,
-            ErrorKind::UpstreamUnavailable | ErrorKind::UpstreamTimeout | ErrorKind::Overloaded | ErrorKind::ClientBlocked
+            ErrorKind::UpstreamUnavailable
+                | ErrorKind::UpstreamTimeout
+                | ErrorKind::Overloaded
+                | ErrorKind::ClientBlocked
         )
     }
 

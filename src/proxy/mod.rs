@@ -80,7 +80,12 @@ impl Blocklist {
         self.keys.store(Arc::new(keys));
     }
 
-    fn blocks(&self, headers: &http::HeaderMap, client_header: Option<&header::HeaderName>, peer: Option<std::net::IpAddr>) -> bool {
+    fn blocks(
+        &self,
+        headers: &http::HeaderMap,
+        client_header: Option<&header::HeaderName>,
+        peer: Option<std::net::IpAddr>,
+    ) -> bool {
         if !self.active.load(Ordering::Relaxed) {
             return false;
         }
@@ -189,7 +194,8 @@ async fn forward(
             ErrorKind::ClientBlocked,
             "this client is flagged for probing the model (shadow.probing.block); it may try again once it stops",
         );
-        let (parts, body) = err.response(Some(&request_id), None).into_parts();
+        let res: Response<ResponseBody> = err.response(Some(&request_id), None);
+        let (parts, body) = res.into_parts();
         return Response::from_parts(parts, body.guarded(Some(guard)));
     }
     // One load per request: the exchange stays on this version whatever the control plane does.

@@ -224,9 +224,14 @@ impl Tally {
     }
 
     /// kind → version → result → count.
-    pub fn view(&self) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>> {
-        let mut out: std::collections::BTreeMap<String, std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>> =
-            Default::default();
+    pub fn view(
+        &self,
+    ) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>>
+    {
+        let mut out: std::collections::BTreeMap<
+            String,
+            std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>,
+        > = Default::default();
         for ((kind, version, result), n) in self.counts.lock().unwrap().iter() {
             out.entry(kind.as_str().to_owned())
                 .or_default()
@@ -264,6 +269,7 @@ impl Clients {
 }
 
 impl Lane {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         kind: Kind,
         clients: &Clients,

@@ -66,10 +66,21 @@ pub(crate) struct Inner {
     mirror_jobs: Mutex<Option<tokio::sync::mpsc::Sender<MirrorJob>>>,
     /// Results per kind and version, for `GET /admin/shadow`.
     pub tally: Arc<client::Tally>,
+    /// What-if jobs per kind: (completed, failed, the last failure).
+    jobs: Mutex<BTreeMap<Kind, JobCounts>>,
     /// Probing detection: used by the analysis thread, read by the control plane.
     pub probing: Mutex<Probing>,
     blocklist: Arc<crate::proxy::Blocklist>,
     audit: Option<Arc<crate::store::audit::AuditLog>>,
+}
+
+/// What-if jobs of one kind, for `GET /admin/shadow`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct JobCounts {
+    pub completed: u64,
+    pub failed: u64,
+    /// Why the last failed job failed (e.g. "over budget", "the model answered HTTP 400").
+    pub last_failure: Option<String>,
 }
 
 /// The probing detector and what it needs to read live records: the reference's scales and
@@ -193,6 +204,7 @@ impl Shadow {
             }),
             blocklist,
             audit,
+            jobs: Mutex::new(BTreeMap::new()),
             cfg,
             performance,
             settings,
@@ -396,7 +408,11 @@ impl Inner {
         if changes != p.changes {
             p.changes = changes;
             if p.block {
-                let keys = p.detector.as_ref().map(|d| d.flagged().into_iter().map(|f| f.client).collect()).unwrap_or_default();
+                let keys = p
+                    .detector
+                    .as_ref()
+                    .map(|d| d.flagged().into_iter().map(|f| f.client).collect())
+                    .unwrap_or_default();
                 self.blocklist.set(keys);
             }
         }
@@ -487,12 +503,32 @@ impl Inner {
         self.book.lock().unwrap().publish();
         let paused = self.pressure.paused().is_some();
         for kind in Kind::ALL {
-            metrics::gauge!(crate::telemetry::SHADOW_PAUSED, "kind" => kind.as_str()).set(if paused { 1.0 } else { 0.0 });
+            metrics::gauge!(crate::telemetry::SHADOW_PAUSED, "kind" => kind.as_str()).set(if paused {
+                1.0
+            } else {
+                0.0
+            });
         }
         for ((kind, key), lane) in self.lanes.lock().unwrap().iter() {
             let v = lane.bucket.view(&self.live);
             metrics::gauge!(crate::telemetry::SHADOW_BUDGET_RATE, "kind" => kind.as_str(), "lane" => key.clone())
                 .set(v.rows_per_second);
+        }
+    }
+
+    /// Counts a finished what-if job. A failure reason is logged once per kind and reason.
+    pub(crate) fn job_done(&self, kind: Kind, failure: Option<String>) {
+        let mut jobs = self.jobs.lock().unwrap();
+        let j = jobs.entry(kind).or_default();
+        match failure {
+            None => j.completed += 1,
+            Some(why) => {
+                j.failed += 1;
+                if j.last_failure.as_deref() != Some(why.as_str()) {
+                    tracing::info!(kind = kind.as_str(), reason = %why, "what-if job failed (shown in GET /admin/shadow)");
+                }
+                j.last_failure = Some(why);
+            }
         }
     }
 
@@ -529,6 +565,7 @@ impl Inner {
             noise_fraction: self.cfg.mirror.noise_fraction,
             budgets,
             requests: self.tally.view(),
+            jobs: self.jobs.lock().unwrap().iter().map(|(k, v)| (k.as_str().to_owned(), v.clone())).collect(),
         }
     }
 }
@@ -544,6 +581,8 @@ pub struct ShadowView {
     pub budgets: BTreeMap<String, super::budget::BucketView>,
     /// kind → version → result → count.
     pub requests: BTreeMap<String, BTreeMap<String, BTreeMap<String, u64>>>,
+    /// What-if jobs by kind.
+    pub jobs: BTreeMap<String, JobCounts>,
 }
 
 /// An [`Oracle`] over HTTP: rows in the codebook's space, encoded like a sampled live request,
@@ -600,7 +639,13 @@ impl Oracle for HttpOracle<'_> {
             return Err("no features".into());
         }
         let n = rows.len() / width;
-        let chunk = self.inner.cfg.max_batch_rows.min(self.lane.bucket.largest_request()).max(1);
+        let chunk = self
+            .inner
+            .cfg
+            .max_batch_rows
+            .min(self.lane.bucket.largest_request())
+            .min(self.template.max_rows().unwrap_or(usize::MAX))
+            .max(1);
         let mut out = Answers { scores: Vec::with_capacity(n), classes: None, invalid: 0 };
         let mut classes: Vec<u32> = Vec::new();
         let mut classifier = false;
@@ -627,7 +672,12 @@ impl Oracle for HttpOracle<'_> {
 }
 
 /// Decodes a live request into rows of the codebook's space: (rows, width).
-pub(crate) fn rows_of(codec: &Codec, request: &[u8], profile: &Profile, book: &mut Codebook) -> Result<(Vec<f64>, usize), String> {
+pub(crate) fn rows_of(
+    codec: &Codec,
+    request: &[u8],
+    profile: &Profile,
+    book: &mut Codebook,
+) -> Result<(Vec<f64>, usize), String> {
     let batch = codec.decode_request(request).map_err(|e| e.to_string())?;
     let (rows, features) = profile.schema.map_request(batch).map_err(|m| m.0)?;
     let rec = Records {

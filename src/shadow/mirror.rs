@@ -69,6 +69,7 @@ struct Candidate {
 }
 
 /// The comparisons of every candidate, and the noise floor (the active version against itself).
+#[derive(Default)]
 pub struct MirrorBook {
     candidates: BTreeMap<String, Candidate>,
     noise: Agreement,
@@ -122,12 +123,6 @@ pub struct CandidateView {
     pub live_latency: LatencyView,
 }
 
-impl Default for MirrorBook {
-    fn default() -> Self {
-        MirrorBook { candidates: BTreeMap::new(), noise: Agreement::default(), noise_sent: 0 }
-    }
-}
-
 impl MirrorBook {
     /// Starts (or restarts, with a new fraction) the comparison of a candidate.
     pub fn start(&mut self, name: &str, fraction: f64) {
@@ -156,13 +151,7 @@ impl MirrorBook {
     }
 
     /// Records one mirrored exchange. `candidate` is the candidate's readable answer, or why not.
-    pub fn record(
-        &mut self,
-        name: &str,
-        live: Option<&Answers>,
-        live_latency: Duration,
-        candidate: Outcome<'_>,
-    ) {
+    pub fn record(&mut self, name: &str, live: Option<&Answers>, live_latency: Duration, candidate: Outcome<'_>) {
         let Some(c) = self.candidates.get_mut(name) else { return };
         c.sent += 1;
         match candidate {

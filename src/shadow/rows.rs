@@ -242,6 +242,55 @@ impl Codebook {
         out
     }
 
+    /// Rows from the prediction log (one JSON object per row, feature name → value, as
+    /// `store::predlog` writes them) in this space. A feature absent from an object, or null,
+    /// is missing; numbers in a categorical feature are their label, as in [`Codebook::encode_columns`].
+    pub fn encode_logged(&mut self, rows: &[serde_json::Map<String, serde_json::Value>]) -> Vec<f64> {
+        use serde_json::Value;
+        let n = rows.len();
+        let mut cols: Vec<Option<Col>> = Vec::with_capacity(self.width());
+        for i in 0..self.width() {
+            let name = self.features[i].name.clone();
+            let col = if self.is_categorical(i) {
+                Col::Cat(
+                    rows.iter()
+                        .map(|r| match r.get(&name) {
+                            Some(Value::String(s)) => Some(s.clone()),
+                            Some(Value::Number(x)) => Some(x.to_string()),
+                            Some(Value::Bool(b)) => Some(b.to_string()),
+                            _ => None,
+                        })
+                        .collect(),
+                )
+            } else {
+                Col::Num(
+                    rows.iter()
+                        .map(|r| match r.get(&name) {
+                            Some(Value::Number(x)) => x.as_f64().unwrap_or(f64::NAN),
+                            Some(Value::Bool(b)) => *b as u8 as f64,
+                            Some(Value::String(s)) => s.trim().parse().unwrap_or(f64::NAN),
+                            _ => f64::NAN,
+                        })
+                        .collect(),
+                )
+            };
+            cols.push(Some(col));
+        }
+        self.encode_columns(n, &cols)
+    }
+
+    /// Feature `i`'s value `code` as JSON, for people to read: the number, the category, or null
+    /// when missing.
+    pub fn json_value(&self, i: usize, code: f64) -> serde_json::Value {
+        if code.is_nan() {
+            return serde_json::Value::Null;
+        }
+        if self.is_categorical(i) {
+            return self.category(i, code).map_or(serde_json::Value::Null, |c| serde_json::Value::String(c.to_owned()));
+        }
+        serde_json::Number::from_f64(code).map_or(serde_json::Value::Null, serde_json::Value::Number)
+    }
+
     /// A category of feature `i` that neither the reference nor live traffic has had, added to
     /// the codebook so rows can carry it; its code. Made up once per feature and the same on
     /// every later call (so repeated stress tests do not grow the codebook). When every

@@ -40,7 +40,7 @@ pub(crate) fn run(inner: Arc<Inner>, requests: Receiver<ondemand::Request>) {
     let next = [Kind::Sensitivity, Kind::Stress, Kind::Adversarial, Kind::Explain]
         .into_iter()
         .enumerate()
-        .map(|(i, k)| (k, now + Duration::from_secs(2 + i as u64)))
+        .map(|(i, k)| (k, now + Duration::from_millis(1000 + 250 * i as u64)))
         .collect();
     let mut st = State { inner, codebook: None, next, turn: 0 };
     loop {
@@ -132,8 +132,12 @@ impl State {
             return;
         };
         self.later(kind, every);
-        if let Err(why) = self.job(kind, &sample, lane) {
-            tracing::debug!(kind = kind.as_str(), version = %sample.version, %why, "what-if job skipped");
+        match self.job(kind, &sample, lane) {
+            Ok(()) => self.inner.job_done(kind, None),
+            Err(why) => {
+                tracing::debug!(kind = kind.as_str(), version = %sample.version, %why, "what-if job failed");
+                self.inner.job_done(kind, Some(why));
+            }
         }
     }
 
@@ -166,7 +170,15 @@ impl State {
         }
         let r = fastrand::usize(..n);
         let x = rows[r * width..(r + 1) * width].to_vec();
-        let template = Template::new(&codec, &sample.request.bytes, &profile.schema).map_err(|e| e.to_string())?;
+        let mut template = Template::new(&codec, &sample.request.bytes, &profile.schema).map_err(|e| e.to_string())?;
+        template.context_row(r);
+        // Stress cases may add categories to the codebook (an unseen one): made before the
+        // codebook is lent to the oracle.
+        let stress_cases = if kind == Kind::Stress {
+            stress::cases(&x, book, &template, &stress::StressOptions::from_config(&inner.cfg.stress))
+        } else {
+            Vec::new()
+        };
         let mut reader = inner.reader().ok_or("no reference")?;
         inner
             .templates
@@ -191,20 +203,18 @@ impl State {
         let cfg = &inner.cfg;
         match kind {
             Kind::Sensitivity => {
-                let opts = sensitivity::SensitivityOptions {
-                    steps: cfg.sensitivity.steps.clone(),
-                    max_categories: cfg.sensitivity.max_categories,
-                };
+                let opts = sensitivity::SensitivityOptions::from_config(&cfg.sensitivity);
                 let s = sensitivity::sensitivity(&mut oracle, &x, book, &opts).map_err(|e| e.to_string())?;
-                inner.book.lock().unwrap().add_sensitivity(&name, &robustness::SensitivityInput::from(&s, book));
+                inner.book.lock().unwrap().add_sensitivity(&name, &sensitivity_input(&s));
             }
             Kind::Stress => {
-                let cases = stress::cases(&template, book, &x, cfg.stress.batch_rows).map_err(|e| e.to_string())?;
-                let report = stress::run(&cases, &mut reader_for(&inner)?, &codec, |case, body| {
-                    let reply = oracle.send(body, case.rows).map_err(|e| e.to_string())?;
+                let mut stress_reader = reader_for(&inner)?;
+                let report = stress::run(&stress_cases, &template, book, &codec, &mut stress_reader, |case, body| {
+                    // One case is one request, whatever its size: the large batch is the point.
+                    let reply = oracle.send(body, case.rows.len() / case.width.max(1))?;
                     Ok(stress::Reply { status: reply.status.as_u16(), body: reply.body, latency: reply.latency })
                 });
-                inner.book.lock().unwrap().add_stress(&name, &robustness::StressInput::from(&report));
+                inner.book.lock().unwrap().add_stress(&name, &stress_input(&report));
             }
             Kind::Adversarial => {
                 let scale: Vec<f64> =
@@ -288,7 +298,10 @@ impl State {
                         Failure::new(
                             400,
                             "path_required",
-                            format!("no live request to {} seen yet: give \"path\" (e.g. /v2/models/NAME/infer)", version.name),
+                            format!(
+                                "no live request to {} seen yet: give \"path\" (e.g. /v2/models/NAME/infer)",
+                                version.name
+                            ),
                         )
                     })?,
                 };
@@ -296,10 +309,15 @@ impl State {
                     .parse()
                     .map_err(|_| Failure::new(400, "bad_path", format!("{path:?} is not a request path")))?;
                 let codec = inner.settings.codec_for(path.path()).ok_or_else(|| {
-                    Failure::new(400, "unknown_protocol", format!("no codec for {path} ([codec.routes] or a V1/V2 path)"))
+                    Failure::new(
+                        400,
+                        "unknown_protocol",
+                        format!("no codec for {path} ([codec.routes] or a V1/V2 path)"),
+                    )
                 })?;
-                let (rows, _) = rows_of(&codec, body, &profile, book)
-                    .map_err(|e| Failure::new(400, "bad_payload", format!("the payload does not fit the schema: {e}")))?;
+                let (rows, _) = rows_of(&codec, body, &profile, book).map_err(|e| {
+                    Failure::new(400, "bad_payload", format!("the payload does not fit the schema: {e}"))
+                })?;
                 let mut capture = templates
                     .get(&*version.name)
                     .map(|s| s.capture.clone())
@@ -310,7 +328,11 @@ impl State {
             }
             Subject::Logged { request_id, version, rows: logged } => {
                 let version = routes.get(version).cloned().ok_or_else(|| {
-                    Failure::new(404, "unknown_version", format!("the request was answered by {version:?}, which is gone"))
+                    Failure::new(
+                        404,
+                        "unknown_version",
+                        format!("the request was answered by {version:?}, which is gone"),
+                    )
                 })?;
                 let sampled = templates.get(&*version.name).ok_or_else(|| {
                     Failure::new(
@@ -407,6 +429,42 @@ impl State {
             model_calls,
             rows_sent,
         })
+    }
+}
+
+/// A sensitivity job as the robustness book keeps it.
+fn sensitivity_input(s: &sensitivity::Sensitivity) -> robustness::SensitivityInput {
+    robustness::SensitivityInput {
+        per_feature: s
+            .features
+            .iter()
+            .filter_map(|f| {
+                Some(robustness::SensitivityFeature {
+                    feature: f.feature.clone(),
+                    mean_abs_delta: f.mean_abs_delta_per_unit?,
+                    flip_rate: f.flip_rate,
+                    evaluated: f.rows.saturating_sub(f.invalid),
+                })
+            })
+            .collect(),
+    }
+}
+
+/// A stress run as the robustness book keeps it.
+fn stress_input(r: &stress::StressReport) -> robustness::StressInput {
+    let name = |v: serde_json::Value| v.as_str().unwrap_or("unknown").to_owned();
+    robustness::StressInput {
+        cases: r
+            .cases
+            .iter()
+            .map(|c| robustness::StressCase {
+                case: name(serde_json::to_value(c.case).unwrap_or_default()),
+                outcome: name(serde_json::to_value(c.outcome).unwrap_or_default()),
+                status: c.status.unwrap_or(0),
+                latency_s: c.latency_ms.map_or(f64::NAN, |ms| ms / 1000.0),
+                invalid: c.invalid,
+            })
+            .collect(),
     }
 }
 
