@@ -137,6 +137,18 @@ pub async fn run(opts: DemoOptions) -> ExitCode {
         pointer: None,
         edges: vec![30.0, 50.0],
     }];
+    // Shadow traffic on show: every v1 request mirrored to v2, and the what-if kinds with budgets
+    // large enough for demo traffic (the defaults are sized for production rates).
+    config.shadow.mirror.candidates.insert("v2".into(), 1.0);
+    let generous = |burst: f64| crate::config::Budget { share: 1.0, burst, max_concurrency: 1 };
+    config.shadow.sensitivity.budget = generous(200.0);
+    config.shadow.stress.budget = generous(1100.0);
+    config.shadow.stress.every = std::time::Duration::from_secs(60);
+    config.shadow.adversarial.budget = generous(1000.0);
+    config.shadow.adversarial.queries = 300;
+    config.shadow.adversarial.every = std::time::Duration::from_secs(5);
+    config.shadow.explain.budget = generous(5000.0);
+    config.shadow.explain.every = std::time::Duration::from_secs(5);
     config.proxy.listen = opts.listen;
     config.admin.listen = opts.admin_listen;
     config.state.dir = state_dir.clone();
@@ -179,6 +191,10 @@ pub async fn run(opts: DemoOptions) -> ExitCode {
          \n  curl -s http://{admin}/admin/performance   (a labeller posts ground truth for 80% of requests, {LABEL_DELAY_S} s late)\
          \n  curl -s http://{admin}/feedback -H 'content-type: application/json' -d '{{\"request_id\": \"demo-0\", \"label\": 1}}'\
          \n  sqlite3 {dir}/predictions.db 'select request_id, version, predictions, label from predictions limit 3'\
+         \n  curl -s http://{admin}/admin/shadow       (v1's requests mirrored to v2: agreement, score difference, latency)\
+         \n  curl -s http://{admin}/admin/robustness   (sensitivity, stress, adversarial flips, feature importance)\
+         \n  curl -s http://{admin}/admin/explain -H 'content-type: application/json' -d '{{\"path\": \"/v2/models/demo/infer\",\
+         \n       \"request\": {{\"inputs\":[{{\"name\":\"input-0\",\"shape\":[1,4],\"datatype\":\"FP64\",\"data\":[35,42000,0.7,12]}}]}}}}'\
          \n  curl -s http://{admin}/metrics | grep ^vigil_\n\
          \nCtrl-C stops.\n",
         dir = state_dir.display(),
