@@ -290,3 +290,142 @@ background = 10
     let missing = vigil.admin("GET", "/admin/explain/no-such-request", None).await;
     assert_eq!(missing.status, 404, "{}", missing.text());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shadow_pauses_while_the_live_upstream_is_slow() {
+    let (v1, v2) = (DemoModel::start("v1").await, DemoModel::start("v2").await);
+    let dir = tempfile::tempdir().unwrap();
+    let reference = reference_file(dir.path());
+    let extra = r#"
+[shadow.pause]
+p99_latency = "100ms"
+window = "3s"
+min_requests = 10
+[shadow.sensitivity]
+enabled = false
+[shadow.stress]
+enabled = false
+[shadow.adversarial]
+enabled = false
+[shadow.explain]
+enabled = false
+"#;
+    let vigil = Vigil::builder()
+        .upstream("v1", &v1.url())
+        .upstream("v2", &v2.url())
+        .config(&config(extra))
+        .args(["--reference", &reference.display().to_string(), "--active", "v1", "--mirror", "v2=1.0"])
+        .start()
+        .await;
+    // The model slows down: every live answer takes 150 ms, above the 100 ms p99 limit.
+    let slow = |i: usize| {
+        let vigil = &vigil;
+        async move {
+            let body = json!({"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64",
+                "data": [40.0 + i as f64, 55000.0, 0.5, 36.0]}]});
+            let req = request("POST", &vigil.url("/v2/models/demo/infer"))
+                .header("content-type", "application/json")
+                .header("x-demo-delay-ms", "150")
+                .body(TestBody::full(body.to_string()))
+                .unwrap();
+            assert_eq!(send(&h1_client(), req).await.status, 200);
+        }
+    };
+    futures_util::future::join_all((0..40).map(slow)).await;
+    let paused = poll_for("shadow paused", || async {
+        let s = vigil.admin("GET", "/admin/shadow", None).await.json();
+        if s["paused"]["signal"] == "latency" {
+            Ok(s)
+        } else {
+            Err(s.to_string())
+        }
+    })
+    .await;
+    assert!(paused["paused"]["observed"].as_f64().unwrap() > 0.01, "{paused}");
+    let before = rows_of(&received(&v2).await, "mirror");
+    futures_util::future::join_all((40..60).map(slow)).await;
+    // The gauge is published every second.
+    vigil.wait_metric("vigil_shadow_paused", &[("kind", "mirror")], 1.0).await;
+    let m = vigil.metrics().await;
+    assert!(m.sum("vigil_shadow_requests_total", &[("kind", "mirror"), ("result", "paused")]) > 0.0);
+    assert_eq!(rows_of(&received(&v2).await, "mirror"), before, "nothing mirrored while paused");
+
+    // Fast again: once the slow answers leave the 3 s window, mirroring resumes.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    steady(&vigil, 40, Duration::from_millis(10)).await;
+    poll_for("mirroring resumed", || async {
+        let now = rows_of(&received(&v2).await, "mirror");
+        if now > before {
+            Ok(())
+        } else {
+            Err(format!("{now} mirrored rows"))
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_probing_the_decision_boundary_is_flagged_audited_and_blocked() {
+    let v1 = DemoModel::start("v1").await;
+    let dir = tempfile::tempdir().unwrap();
+    let reference = reference_file(dir.path());
+    let extra = r#"
+[shadow.probing]
+block = true
+min_requests = 30
+[shadow.sensitivity]
+enabled = false
+[shadow.stress]
+enabled = false
+[shadow.adversarial]
+enabled = false
+[shadow.explain]
+enabled = false
+"#;
+    let vigil = Vigil::builder()
+        .upstream("v1", &v1.url())
+        .config(&config(extra))
+        .args(["--reference".to_string(), reference.display().to_string()])
+        .start()
+        .await;
+    let ask = |client: &'static str, debt: f64| {
+        let vigil = &vigil;
+        async move {
+            // v1 at the features' means: p = sigmoid(1.5 z_debt − 0.3), 0.5 at debt ≈ 0.533.
+            let body = json!({"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64",
+                "data": [40.0, 55000.0, debt, 36.0]}]});
+            let req = request("POST", &vigil.url("/v2/models/demo/infer"))
+                .header("content-type", "application/json")
+                .header("x-client-id", client)
+                .body(TestBody::full(body.to_string()))
+                .unwrap();
+            send(&h1_client(), req).await.status
+        }
+    };
+    // An honest client with spread-out inputs, and a prober sweeping debt_ratio in tiny steps
+    // around the boundary.
+    let mut rng = fastrand::Rng::with_seed(3);
+    for i in 0..60 {
+        assert_eq!(ask("honest", 0.5 + 0.3 * (rng.f64() * 2.0 - 1.0)).await, 200);
+        let status = ask("prober", 0.52 + 0.0005 * i as f64).await;
+        assert!(status == 200 || status == 429);
+    }
+    let flagged = poll_for("the prober flagged", || async {
+        let r = vigil.admin("GET", "/admin/robustness", None).await.json();
+        let f = r["probing"]["flagged"].as_array().cloned().unwrap_or_default();
+        if f.iter().any(|c| c["client"] == "prober") {
+            Ok(f)
+        } else {
+            Err(r["probing"].to_string())
+        }
+    })
+    .await;
+    assert!(!flagged.iter().any(|c| c["client"] == "honest"), "{flagged:?}");
+    let r = ask("prober", 0.53).await;
+    assert_eq!(r, 429, "a flagged client is answered 429 while block = true");
+    assert_eq!(ask("honest", 0.4).await, 200);
+    let audit = std::fs::read_to_string(vigil.state_dir.join("audit.jsonl")).unwrap();
+    assert!(audit.lines().any(|l| l.contains("\"probing.flag\"") && l.contains("prober")), "{audit}");
+    let m = vigil.metrics().await;
+    assert!(m.sum("vigil_probing_clients_flagged_total", &[]) >= 1.0);
+}

@@ -112,6 +112,12 @@ impl DemoModel {
     }
 
     async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+        // Tests make the model slow on purpose: `x-demo-delay-ms: N` waits N ms (at most 60 s)
+        // before answering.
+        let delay = req.headers().get("x-demo-delay-ms").and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if let Some(ms) = delay {
+            tokio::time::sleep(std::time::Duration::from_millis(ms.min(60_000))).await;
+        }
         let path = req.uri().path().to_owned();
         let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
         let method = req.method().clone();
