@@ -476,3 +476,91 @@ windows = ["{ROWS}"]
     assert!((m.sum("vigil_model_accuracy", &[("version", "v1")]) - accuracy).abs() <= 1e-9, "{}", m.text);
     assert_eq!(m.sum("vigil_feedback_total", &[("result", "joined")]), ROWS as f64);
 }
+
+/// Per row of a batch of client results: (predicted class, P(class 1)).
+fn rows_of(results: &[Value]) -> Vec<(i64, f64)> {
+    let mut out = Vec::new();
+    for r in results {
+        let o = &r["outputs"];
+        let classes = o["predict"]["data"].as_array().expect("predict");
+        let probs = o["predict_proba"]["data"].as_array().expect("predict_proba");
+        for (k, c) in classes.iter().enumerate() {
+            out.push((c.as_i64().expect("class"), probs[2 * k + 1].as_f64().expect("probability")));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirroring_to_mlserver_v2_compares_as_the_clients_own_answers_say() {
+    let Some(python) = e2e_python_or_skip() else { return };
+    let (tmp, mut m1) = trained_v1(&python).await;
+    let [p2] = free_ports::<1>();
+    let mut m2 = MlServer::spawn(&python, &tmp.path().join("v2"), "v2", p2);
+    m2.wait_ready().await;
+    m1.wait_ready().await;
+    let reference = tmp.path().join("reference_labelled.csv");
+    let vigil = Vigil::builder()
+        .upstream("v1", &m1.url())
+        .upstream("v2", &m2.url())
+        .config(
+            r#"
+[schema]
+predictions = ["predict", "predict_proba[1]"]
+target = "target"
+[performance]
+prediction = "predict"
+probability = "predict_proba[1]"
+[shadow.mirror]
+noise_fraction = 1.0
+budget = { share = 2.0, burst = 10000.0, max_concurrency = 64 }
+[shadow.sensitivity]
+enabled = false
+[shadow.stress]
+enabled = false
+[shadow.adversarial]
+enabled = false
+[shadow.explain]
+enabled = false
+"#,
+        )
+        .args(["--reference", &reference.display().to_string(), "--active", "v1", "--mirror", "v2=1.0"])
+        .start()
+        .await;
+    // The budget starts empty and fills at twice the live row rate (share 2): after one batch it
+    // holds enough for the next. Then the comparison restarts (DELETE + PUT) for the batch that
+    // counts.
+    client_batch(&python, &vigil.url(""), BATCH).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let r = vigil.admin("DELETE", "/admin/shadow/mirrors/v2", None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = vigil.admin("PUT", "/admin/shadow/mirrors/v2", Some(serde_json::json!({"fraction": 1.0}))).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    let direct_v2 = client_batch(&python, &m2.url(), BATCH).await;
+    let through = client_batch(&python, &vigil.url(""), BATCH).await;
+    let (live, cand) = (rows_of(&through), rows_of(&direct_v2));
+    assert_eq!(live.len(), cand.len());
+    let agree = live.iter().zip(&cand).filter(|(a, b)| a.0 == b.0).count() as f64 / live.len() as f64;
+    let diff = live.iter().zip(&cand).map(|(a, b)| (a.1 - b.1).abs()).sum::<f64>() / live.len() as f64;
+
+    let shadow = poll_for("every mirrored request compared", || async {
+        let s = vigil.admin("GET", "/admin/shadow", None).await.json();
+        if s["mirrors"]["v2"]["requests"].as_u64() == Some(BATCH as u64) {
+            Ok(s)
+        } else {
+            Err(s.to_string())
+        }
+    })
+    .await;
+    let v = &shadow["mirrors"]["v2"];
+    assert_eq!(v["rows"].as_u64(), Some(live.len() as u64), "{v}");
+    assert_eq!(v["error_ratio"].as_f64(), Some(0.0), "{v}");
+    // Counts are exact; the score difference is a mean of the same f64s in the same order.
+    assert_eq!(v["agreement_ratio"].as_f64(), Some(agree), "{v}");
+    assert!((v["mean_abs_score_diff"].as_f64().unwrap() - diff).abs() <= 1e-12, "{v} vs {diff}");
+    // MLServer with a scikit-learn model answers the same input the same way twice.
+    assert_eq!(v["noise_agreement_ratio"].as_f64(), Some(1.0), "{v}");
+    assert_eq!(v["noise_mean_abs_score_diff"].as_f64(), Some(0.0), "{v}");
+    eprintln!("e2e mirror: v2 agrees with v1 on {agree:.3} of {} rows, mean |Δp| {diff:.4}", live.len());
+}

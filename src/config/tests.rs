@@ -234,3 +234,25 @@ fn cli_upstreams_replace_file_versions_and_first_is_active() {
     let e = Config::default().apply(&o).unwrap_err().to_string();
     assert!(e.contains("`--upstream`") && e.contains("NAME=URL"), "{e}");
 }
+
+#[test]
+fn bad_shadow_settings_are_named() {
+    let e = err(&format!("{MINIMAL}\n[shadow.mirror.candidates]\nv2 = 1.5\n"));
+    assert!(e.contains("`shadow.mirror.candidates.v2`") && e.contains("1.5") && e.contains("from 0 to 1"), "{e}");
+    let e =
+        err(&format!("{MINIMAL}\n[shadow.explain]\nbudget = {{ share = -1.0, burst = 10.0, max_concurrency = 1 }}\n"));
+    assert!(e.contains("`shadow.explain.budget.share`") && e.contains("-1"), "{e}");
+    let e = err(&format!("{MINIMAL}\n[shadow.adversarial]\nnorm = \"l3\"\n"));
+    assert!(e.contains("`shadow.adversarial.norm`") && e.contains("l3"), "{e}");
+    let e = err(&format!("{MINIMAL}\n[shadow.pause]\np99_latency = \"0s\"\n"));
+    assert!(e.contains("`shadow.pause.p99_latency`"), "{e}");
+    let e = err(&format!("{MINIMAL}\n[shadow.sensitivity]\nsteps = []\n"));
+    assert!(e.contains("`shadow.sensitivity.steps`"), "{e}");
+    let mut c = Config::from_toml(MINIMAL, "test").unwrap();
+    let o = Overrides { mirrors: vec!["v2".into()], ..Overrides::default() };
+    let e = c.apply(&o).unwrap_err().to_string();
+    assert!(e.contains("`--mirror`") && e.contains("NAME=FRACTION"), "{e}");
+    let o = Overrides { mirrors: vec!["v2=0.25".into()], ..Overrides::default() };
+    c.apply(&o).unwrap();
+    assert_eq!(c.shadow.mirror.candidates.get("v2"), Some(&0.25));
+}
