@@ -23,6 +23,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -209,37 +210,56 @@ pub struct Lane {
     timeout: Duration,
     max_concurrency: usize,
     tally: Arc<Tally>,
+    durations: Arc<std::sync::Mutex<HashMap<Arc<str>, metrics::Histogram>>>,
 }
 
-/// Shadow request results by kind, version and result, for `GET /admin/shadow` (the same
-/// counts as `vigil_shadow_requests_total`, readable without Prometheus).
+/// Shadow request results by kind, version and result, and rows sent: what `GET /admin/shadow`
+/// shows and what `vigil_shadow_requests_total` / `vigil_shadow_rows_total` export (published
+/// once a second, so counting costs a short lock, not a metrics-registry lookup, per request).
 #[derive(Default)]
 pub struct Tally {
-    counts: std::sync::Mutex<std::collections::BTreeMap<(Kind, String, &'static str), u64>>,
+    counts: std::sync::Mutex<HashMap<TallyKey, (u64, u64)>>,
 }
 
+/// (kind, version, result).
+type TallyKey = (Kind, Arc<str>, &'static str);
+
+type Nested = BTreeMap<String, BTreeMap<String, BTreeMap<String, u64>>>;
+
 impl Tally {
-    pub fn add(&self, kind: Kind, version: &str, result: &'static str) {
-        *self.counts.lock().unwrap().entry((kind, version.to_owned(), result)).or_default() += 1;
+    /// Counts one request of `kind` to `version` that ended in `result`, having sent `rows`.
+    pub fn add(&self, kind: Kind, version: &Arc<str>, result: &'static str, rows: u64) {
+        let mut c = self.counts.lock().unwrap();
+        let e = c.entry((kind, version.clone(), result)).or_default();
+        e.0 += 1;
+        e.1 += rows;
     }
 
     /// kind → version → result → count.
-    pub fn view(
-        &self,
-    ) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>>
-    {
-        let mut out: std::collections::BTreeMap<
-            String,
-            std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>,
-        > = Default::default();
-        for ((kind, version, result), n) in self.counts.lock().unwrap().iter() {
+    pub fn view(&self) -> Nested {
+        let mut out = Nested::new();
+        for ((kind, version, result), (n, _)) in self.counts.lock().unwrap().iter() {
             out.entry(kind.as_str().to_owned())
                 .or_default()
-                .entry(version.clone())
+                .entry(version.to_string())
                 .or_default()
                 .insert((*result).to_owned(), *n);
         }
         out
+    }
+
+    /// Sets the counters to the tally's totals.
+    pub fn publish(&self) {
+        let mut rows: HashMap<(Kind, Arc<str>), u64> = HashMap::new();
+        for ((kind, version, result), (n, r)) in self.counts.lock().unwrap().iter() {
+            metrics::counter!(telemetry::SHADOW_REQUESTS, "kind" => kind.as_str(), "version" => version.to_string(), "result" => *result)
+                .absolute(*n);
+            *rows.entry((*kind, version.clone())).or_default() += r;
+        }
+        for ((kind, version), r) in rows {
+            metrics::counter!(telemetry::SHADOW_ROWS, "kind" => kind.as_str(), "version" => version.to_string())
+                .absolute(r);
+        }
     }
 }
 
@@ -289,7 +309,7 @@ impl Lane {
             .timeout(timeout)
             .service(sender);
         let stack = tower::util::BoxCloneSyncService::new(stack.map_err(|e: BoxError| e));
-        Lane { kind, bucket, live, pressure, stack, timeout, max_concurrency, tally }
+        Lane { kind, bucket, live, pressure, stack, timeout, max_concurrency, tally, durations: Default::default() }
     }
 
     /// Sends one shadow request through the stack and counts the result.
@@ -305,14 +325,17 @@ impl Lane {
             Ok(_) => "error",
             Err(e) => e.result(),
         };
-        count(self.kind, &version, label);
-        self.tally.add(self.kind, &version, label);
-        if result.as_ref().map(|_| true).unwrap_or_else(|e| e.was_sent()) {
-            metrics::counter!(telemetry::SHADOW_ROWS, "kind" => self.kind.as_str(), "version" => version.to_string())
-                .increment(rows.max(1) as u64);
-        }
+        let sent = result.as_ref().map(|_| true).unwrap_or_else(|e| e.was_sent());
+        self.tally.add(self.kind, &version, label, if sent { rows.max(1) as u64 } else { 0 });
         if let Ok(reply) = &result {
-            metrics::histogram!(telemetry::SHADOW_DURATION, "kind" => self.kind.as_str(), "version" => version.to_string())
+            let kind = self.kind;
+            self.durations
+                .lock()
+                .unwrap()
+                .entry(version.clone())
+                .or_insert_with(|| {
+                    metrics::histogram!(telemetry::SHADOW_DURATION, "kind" => kind.as_str(), "version" => version.to_string())
+                })
                 .record(reply.latency.as_secs_f64());
         }
         result
@@ -330,10 +353,4 @@ impl Lane {
         }
         ShadowError::Upstream(e.to_string())
     }
-}
-
-/// Counts a shadow request that never reached a lane (e.g. dropped from a full queue).
-pub fn count(kind: Kind, version: &str, result: &'static str) {
-    metrics::counter!(telemetry::SHADOW_REQUESTS, "kind" => kind.as_str(), "version" => version.to_string(), "result" => result)
-        .increment(1);
 }

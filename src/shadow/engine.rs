@@ -66,6 +66,9 @@ pub(crate) struct Inner {
     mirror_jobs: Mutex<Option<tokio::sync::mpsc::Sender<MirrorJob>>>,
     /// Results per kind and version, for `GET /admin/shadow`.
     pub tally: Arc<client::Tally>,
+    /// The performance target of the current reference (which output is the class, which the
+    /// probability), resolved once per reference.
+    targets: Mutex<Option<(Arc<Profile>, Option<Target>)>>,
     /// What-if jobs per kind: (completed, failed, the last failure).
     jobs: Mutex<BTreeMap<Kind, JobCounts>>,
     /// Probing detection: used by the analysis thread, read by the control plane.
@@ -139,8 +142,7 @@ impl ShadowTap {
             mirrored = true;
             let job = MirrorJob { capture: c.clone(), rows, candidate: Some(name.clone()) };
             if self.jobs.try_send(job).is_err() {
-                client::count(Kind::Mirror, name, "dropped");
-                inner.tally.add(Kind::Mirror, name, "dropped");
+                inner.tally.add(Kind::Mirror, &Arc::from(name.as_str()), "dropped", 0);
             }
         }
         if mirrored && c.status == 200 && fastrand::f64() < inner.cfg.mirror.noise_fraction {
@@ -205,6 +207,7 @@ impl Shadow {
             blocklist,
             audit,
             jobs: Mutex::new(BTreeMap::new()),
+            targets: Mutex::new(None),
             cfg,
             performance,
             settings,
@@ -286,8 +289,7 @@ async fn mirror_one(inner: Arc<Inner>, job: MirrorJob) {
     };
     let label = job.candidate.clone().unwrap_or_else(|| "@noise".to_owned());
     let Some(version) = target else {
-        client::count(Kind::Mirror, &label, "unknown_version");
-        inner.tally.add(Kind::Mirror, &label, "unknown_version");
+        inner.tally.add(Kind::Mirror, &Arc::from(label.as_str()), "unknown_version", 0);
         return;
     };
     let lane = inner.lane(Kind::Mirror, &label);
@@ -476,11 +478,16 @@ impl Inner {
         self.stop.load(Ordering::Acquire)
     }
 
-    /// A reader of answers for the current reference, None without one.
+    /// A reader of answers for the current reference, None without one. The target is resolved
+    /// once per reference.
     pub(crate) fn reader(&self) -> Option<Reader> {
         let profile = self.profile.load_full()?;
-        let target = Target::resolve(&profile, &self.performance).ok();
-        Some(Reader::new(&profile.schema, target.as_ref()))
+        let mut cache = self.targets.lock().unwrap();
+        if !matches!(&*cache, Some((p, _)) if Arc::ptr_eq(p, &profile)) {
+            *cache = Some((profile.clone(), Target::resolve(&profile, &self.performance).ok()));
+        }
+        let target = cache.as_ref().and_then(|(_, t)| t.as_ref());
+        Some(Reader::new(&profile.schema, target))
     }
 
     /// Asks the tap for a fresh live sample and waits for it, at most `wait`.
@@ -499,6 +506,7 @@ impl Inner {
     }
 
     pub(crate) fn publish(&self) {
+        self.tally.publish();
         self.mirror_book.lock().unwrap().publish();
         self.book.lock().unwrap().publish();
         let paused = self.pressure.paused().is_some();
@@ -610,8 +618,7 @@ impl HttpOracle<'_> {
         let deadline = Instant::now() + self.patience;
         while self.lane.bucket.available(&self.inner.live) < need {
             if Instant::now() >= deadline || self.inner.stopping() {
-                client::count(self.lane.kind, &self.version.name, "budget");
-                self.inner.tally.add(self.lane.kind, &self.version.name, "budget");
+                self.inner.tally.add(self.lane.kind, &self.version.name, "budget", 0);
                 return Err(ShadowError::Budget.to_string());
             }
             std::thread::sleep(Duration::from_millis(25));

@@ -115,8 +115,7 @@ impl State {
     fn sampled(&mut self, kind: Kind) {
         let (_, every) = self.enabled(kind);
         if self.inner.pressure.paused().is_some() {
-            super::client::count(kind, "-", "paused");
-            self.inner.tally.add(kind, "-", "paused");
+            self.inner.tally.add(kind, &Arc::from("-"), "paused", 0);
             self.later(kind, Duration::from_secs(1));
             return;
         }
