@@ -19,7 +19,7 @@
 #   --connections 32      oha connections                         (env CONNECTIONS)
 #   --targets "..."       subset of: direct nginx vigil-w1 vigil-w2 vigil-notap-w1 vigil-notap-w2
 #                         vigil-drift-w1 vigil-drift-w2 vigil-log-w1 vigil-log-w2
-#                         vigil-shadow-w1 vigil-shadow-w2
+#                         vigil-shadow-w1 vigil-shadow-w2 vigil-mirror-w1 vigil-mirror-w2
 #                         (env TARGETS; direct is always added: the added latency is vs direct)
 #   --upstream-cpu 1      CPU list the upstream nginx is pinned to with taskset; "" = unpinned
 #                         (env UPSTREAM_CPU)
@@ -40,7 +40,8 @@
 # log off); vigil-log-wN the same with the prediction log on (every row written to SQLite);
 # vigil-shadow-wN everything on: drift, the prediction log, 100% of requests mirrored to a
 # candidate and the what-if kinds at their default budgets. Only vigil-shadow-wN sends shadow
-# traffic ([shadow] enabled = false elsewhere).
+# traffic ([shadow] enabled = false elsewhere); vigil-mirror-wN is vigil-drift-wN plus the same
+# shadow traffic (prediction log off), to see shadow's cost apart from the log's.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -87,7 +88,7 @@ fi
 case " $TARGETS " in *" direct "*) ;; *) TARGETS="direct $TARGETS" ;; esac
 for t in $TARGETS; do
     case "$t" in
-        direct|nginx|vigil-w[0-9]*|vigil-notap-w[0-9]*|vigil-drift-w[0-9]*|vigil-log-w[0-9]*|vigil-shadow-w[0-9]*) ;;
+        direct|nginx|vigil-w[0-9]*|vigil-notap-w[0-9]*|vigil-drift-w[0-9]*|vigil-log-w[0-9]*|vigil-shadow-w[0-9]*|vigil-mirror-w[0-9]*) ;;
         *) echo "unknown target: $t" >&2; exit 2 ;;
     esac
 done
@@ -246,19 +247,22 @@ start_nginx() { # name dir conf [taskset-cpus]
 }
 
 # ---- the upstream: static nginx, 1 worker, fixed 1 KiB answer, keep-alive ---------------------
-up_port="$(free_port)"
-mkdir -p "$tmp/upstream"
-{
-    nginx_common "$tmp/upstream"
-    cat <<EOF
+# (and, for the targets that mirror, the candidate: a second such nginx, a model server of its
+# own as a candidate version would be, pinned to the same CPU)
+upstream_conf() { # dir port
+    local d="$1" p="$2"
+    mkdir -p "$d"
+    {
+        nginx_common "$d"
+        cat <<EOF
 http {
     access_log off;
     keepalive_timeout 75s;
     keepalive_requests 1000000;
     client_body_buffer_size 64k;
-$(nginx_temp_paths "$tmp/upstream")
+$(nginx_temp_paths "$d")
     server {
-        listen 127.0.0.1:$up_port backlog=4096;
+        listen 127.0.0.1:$p backlog=4096;
         location / {
             default_type application/json;
             return 200 '$response_body';
@@ -266,12 +270,23 @@ $(nginx_temp_paths "$tmp/upstream")
     }
 }
 EOF
-} >"$tmp/upstream/nginx.conf"
+    } >"$d/nginx.conf"
+}
+up_port="$(free_port)"
+upstream_conf "$tmp/upstream" "$up_port"
 start_nginx upstream "$tmp/upstream" "$tmp/upstream/nginx.conf" "$UPSTREAM_CPU"
 wait_ready upstream "http://127.0.0.1:$up_port$PATH_Q"
 got="$(curl -s -X POST --data-binary @"$tmp/request.json" "http://127.0.0.1:$up_port$PATH_Q" | wc -c)"
 [ "$got" = "$BODY_BYTES" ] || { echo "upstream answered $got bytes, wanted $BODY_BYTES" >&2; exit 1; }
 PORT[direct]=$up_port
+cand_port=""
+case " $TARGETS " in *" vigil-shadow-"*|*" vigil-mirror-"*)
+    cand_port="$(free_port)"
+    upstream_conf "$tmp/candidate" "$cand_port"
+    start_nginx candidate "$tmp/candidate" "$tmp/candidate/nginx.conf" "$UPSTREAM_CPU"
+    wait_ready candidate "http://127.0.0.1:$cand_port$PATH_Q"
+    log "candidate nginx on 127.0.0.1:$cand_port (the mirror target)" ;;
+esac
 log "upstream nginx on 127.0.0.1:$up_port${UPSTREAM_CPU:+ (pinned to CPU $UPSTREAM_CPU)}"
 
 # ---- the targets ------------------------------------------------------------------------------
@@ -326,9 +341,9 @@ enabled = $tap
 drain_timeout = "2s"
 
 [shadow]
-enabled = $([[ "$t" == vigil-shadow-* ]] && echo true || echo false)
+enabled = $([[ "$t" == vigil-shadow-* || "$t" == vigil-mirror-* ]] && echo true || echo false)
 EOF
-            if [[ "$t" == vigil-drift-* || "$t" == vigil-log-* || "$t" == vigil-shadow-* ]]; then
+            if [[ "$t" == vigil-drift-* || "$t" == vigil-log-* || "$t" == vigil-shadow-* || "$t" == vigil-mirror-* ]]; then
                 # Drift on: a 2,000-row reference for the request's 8 features and the output y,
                 # so every exchange is decoded and fed to the default monitors.
                 python3 - "$dir/reference.csv" <<'PY'
@@ -348,20 +363,20 @@ file = "$dir/reference.csv"
 predictions = ["y"]
 
 [prediction_log]
-enabled = $([[ "$t" == vigil-drift-* ]] && echo false || echo true)
+enabled = $([[ "$t" == vigil-drift-* || "$t" == vigil-mirror-* ]] && echo false || echo true)
 EOF
             fi
             extra_upstream=()
-            if [[ "$t" == vigil-shadow-* ]]; then
+            if [[ "$t" == vigil-shadow-* || "$t" == vigil-mirror-* ]]; then
                 # Everything on: drift, the prediction log, 100% of requests mirrored to a
-                # candidate (the same upstream under another name), the what-if kinds at their
+                # candidate (a second nginx like the upstream), the what-if kinds at their
                 # default budgets.
                 cat >>"$dir/vigil.toml" <<EOF
 
 [shadow.mirror.candidates]
 cand = 1.0
 EOF
-                extra_upstream=(--upstream "cand=http://127.0.0.1:$up_port")
+                extra_upstream=(--upstream "cand=http://127.0.0.1:$cand_port")
             fi
             "$VIGIL" run -c "$dir/vigil.toml" --upstream "up=http://127.0.0.1:$up_port" "${extra_upstream[@]}" \
                 --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" --state-dir "$dir/state" \
@@ -371,7 +386,7 @@ EOF
             PORT[$t]=$port
             wait_ready "$t" "http://127.0.0.1:$port$PATH_Q"
             log "$t on 127.0.0.1:$port (worker_threads=$threads, capture.enabled=$tap)"
-            if [[ "$t" == vigil-drift-* || "$t" == vigil-log-* || "$t" == vigil-shadow-* ]]; then
+            if [[ "$t" == vigil-drift-* || "$t" == vigil-log-* || "$t" == vigil-shadow-* || "$t" == vigil-mirror-* ]]; then
                 records=0
                 for _ in $(seq 50); do
                     records="$(curl -s "http://127.0.0.1:$admin/metrics" | awk '/^vigil_records_total/ {s+=$2} END {print s+0}')"

@@ -109,7 +109,7 @@ impl Admin {
             (["admin", "reference"], &Method::DELETE) => drift::delete_reference(self, req, caller).await,
             (["admin", "performance"], &Method::GET) => performance::get(self, &req),
             (["feedback"], &Method::POST) => feedback::post(self, req).await,
-            (["admin", "shadow"], &Method::GET) => shadow::get(self),
+            (["admin", "shadow"], &Method::GET) => shadow::get(self).await,
             (["admin", "shadow", "mirrors", name], &Method::PUT) => {
                 let name = (*name).to_owned();
                 shadow::put_mirror(self, &name, req, caller).await
@@ -118,7 +118,7 @@ impl Admin {
                 let name = (*name).to_owned();
                 shadow::delete_mirror(self, &name, req, caller).await
             }
-            (["admin", "robustness"], &Method::GET) => shadow::robustness(self, &req),
+            (["admin", "robustness"], &Method::GET) => shadow::robustness(self, &req).await,
             (["admin", "explain"], &Method::POST) => shadow::post_explain(self, req).await,
             (["admin", "explain", id], &Method::GET) => shadow::get_explain(self, id, &req).await,
             (["admin", "latency"], &Method::GET) => {

@@ -30,13 +30,26 @@ fn handle(admin: &Admin) -> Result<&ShadowHandle, ApiError> {
     })
 }
 
-pub fn get(admin: &Admin) -> Result<AdminResponse, ApiError> {
-    Ok(json(StatusCode::OK, &handle(admin)?.view()))
+/// Runs `f` on the blocking pool: the shadow engine's locks are also taken by threads running
+/// under SCHED_IDLE, which may be preempted while holding one; the control plane shares its
+/// runtime thread with the data path and must never wait for them there.
+async fn off_runtime<T: Send + 'static>(
+    h: &ShadowHandle,
+    f: impl FnOnce(&ShadowHandle) -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    let h = h.clone();
+    tokio::task::spawn_blocking(move || f(&h))
+        .await
+        .map_err(|e| ApiError::internal("internal", format!("shadow engine call failed: {e}")))
 }
 
-pub fn robustness(admin: &Admin, req: &Request<Incoming>) -> Result<AdminResponse, ApiError> {
-    let h = handle(admin)?;
-    let mut report = h.robustness();
+pub async fn get(admin: &Admin) -> Result<AdminResponse, ApiError> {
+    let view = off_runtime(handle(admin)?, |h| h.view()).await?;
+    Ok(json(StatusCode::OK, &view))
+}
+
+pub async fn robustness(admin: &Admin, req: &Request<Incoming>) -> Result<AdminResponse, ApiError> {
+    let mut report = off_runtime(handle(admin)?, |h| h.robustness()).await?;
     if let Some(v) = query_param(req, "version") {
         let versions = report.get("versions").and_then(|x| x.as_array());
         match versions.and_then(|all| all.iter().find(|x| x["version"] == v).cloned()) {
@@ -94,7 +107,8 @@ pub async fn put_mirror(
     }
     let before = h.mirrors();
     audit(admin, &actor, caller, "mirror.put", name, &before, Some(body.fraction)).await?;
-    h.set_mirror(name, Some(body.fraction));
+    let (n, f) = (name.to_owned(), body.fraction);
+    off_runtime(h, move |h| h.set_mirror(&n, Some(f))).await?;
     Ok(json(StatusCode::OK, &serde_json::json!({"candidate": name, "fraction": body.fraction, "mirrors": h.mirrors()})))
 }
 
@@ -112,7 +126,8 @@ pub async fn delete_mirror(
         return Err(ApiError::new(StatusCode::NOT_FOUND, "not_mirrored", format!("nothing is mirrored to {name:?}")));
     }
     audit(admin, &actor, caller, "mirror.delete", name, &before, None).await?;
-    h.set_mirror(name, None);
+    let n = name.to_owned();
+    off_runtime(h, move |h| h.set_mirror(&n, None)).await?;
     Ok(json(StatusCode::OK, &serde_json::json!({"deleted": name, "mirrors": h.mirrors()})))
 }
 

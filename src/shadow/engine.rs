@@ -226,7 +226,7 @@ impl Shadow {
         });
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let i = inner.clone();
-        let shadow_thread = crate::background::spawn("vigil-shadow", move || {
+        let shadow_thread = crate::background::spawn_idle("vigil-shadow", move || {
             let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => {
@@ -243,7 +243,7 @@ impl Shadow {
         let _ = ready_rx.recv();
         let (explain_tx, explain_rx) = std::sync::mpsc::channel();
         let i = inner.clone();
-        let whatif_thread = crate::background::spawn("vigil-whatif", move || super::whatif::run(i, explain_rx))?;
+        let whatif_thread = crate::background::spawn_idle("vigil-whatif", move || super::whatif::run(i, explain_rx))?;
         let tap = ShadowTap { inner: inner.clone(), jobs: tx };
         Ok((Shadow { inner, threads: vec![shadow_thread, whatif_thread], explain_tx }, tap))
     }
