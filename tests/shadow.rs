@@ -18,6 +18,10 @@ fn reference_file(dir: &Path) -> std::path::PathBuf {
     path
 }
 
+/// The what-if kinds off: tests of mirroring and probing alone.
+const NO_WHATIF: &str = r#"
+"#;
+
 fn config(extra: &str) -> String {
     format!(
         r#"
@@ -149,19 +153,11 @@ async fn a_mirrored_candidate_is_compared_with_the_live_answers() {
     let extra = r#"
 [shadow.mirror]
 noise_fraction = 0.5
-[shadow.sensitivity]
-enabled = false
-[shadow.stress]
-enabled = false
-[shadow.adversarial]
-enabled = false
-[shadow.explain]
-enabled = false
 "#;
     let vigil = Vigil::builder()
         .upstream("v1", &v1.url())
         .upstream("v2", &v2.url())
-        .config(&config(extra))
+        .config(&config(&format!("{extra}{NO_WHATIF}")))
         .args(["--reference", &reference.display().to_string(), "--active", "v1", "--mirror", "v2=1.0"])
         .start()
         .await;
@@ -186,7 +182,7 @@ enabled = false
     assert_eq!(v2view["noise_agreement_ratio"].as_f64(), Some(1.0), "{v2view}");
     assert!((v2view["disagreement_beyond_noise"].as_f64().unwrap() - (1.0 - agreement)).abs() < 1e-12);
     assert!(v2view["candidate_latency"]["count"].as_u64().unwrap() >= 100);
-    assert!(v2view["live_latency"]["p99_ms"].as_f64().unwrap() > 0.0);
+    assert!(v2view["live_latency"]["p99"].as_f64().unwrap() > 0.0);
     let gauge = vigil.metrics().await.sum("vigil_mirror_agreement_ratio", &[("candidate", "v2")]);
     assert!(gauge > 0.5 && gauge < 1.0, "vigil_mirror_agreement_ratio (published every second): {gauge}");
 
@@ -301,19 +297,11 @@ async fn shadow_pauses_while_the_live_upstream_is_slow() {
 p99_latency = "100ms"
 window = "3s"
 min_requests = 10
-[shadow.sensitivity]
-enabled = false
-[shadow.stress]
-enabled = false
-[shadow.adversarial]
-enabled = false
-[shadow.explain]
-enabled = false
 "#;
     let vigil = Vigil::builder()
         .upstream("v1", &v1.url())
         .upstream("v2", &v2.url())
-        .config(&config(extra))
+        .config(&config(&format!("{extra}{NO_WHATIF}")))
         .args(["--reference", &reference.display().to_string(), "--active", "v1", "--mirror", "v2=1.0"])
         .start()
         .await;
@@ -373,18 +361,10 @@ async fn a_client_probing_the_decision_boundary_is_flagged_audited_and_blocked()
 [shadow.probing]
 block = true
 min_requests = 30
-[shadow.sensitivity]
-enabled = false
-[shadow.stress]
-enabled = false
-[shadow.adversarial]
-enabled = false
-[shadow.explain]
-enabled = false
 "#;
     let vigil = Vigil::builder()
         .upstream("v1", &v1.url())
-        .config(&config(extra))
+        .config(&config(&format!("{extra}{NO_WHATIF}")))
         .args(["--reference".to_string(), reference.display().to_string()])
         .start()
         .await;

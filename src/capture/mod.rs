@@ -8,7 +8,7 @@
 
 mod latency;
 
-pub use latency::{LatencyBook, LatencySummary};
+pub use latency::{histogram as latency_histogram, LatencyBook, LatencySummary, Percentiles};
 
 use crate::monitor::{self, Monitor};
 use crate::telemetry;

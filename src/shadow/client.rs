@@ -139,16 +139,19 @@ impl Service<ShadowRequest> for Sender {
     }
 }
 
-/// The row budget as a tower layer: a request whose rows the kind's bucket cannot pay for is
-/// refused at once (and never sent).
+/// A tower layer that refuses a request at once, never sending it, when `refuse` says why: the
+/// pause (the live upstream is under pressure) and the row budget (the kind's bucket cannot pay
+/// for the request's rows) are both gates.
 #[derive(Clone)]
-struct BudgetService<S> {
+struct Gate<S> {
     inner: S,
-    bucket: Arc<Bucket>,
-    live: Arc<LiveRate>,
+    refuse: Refusal,
 }
 
-impl<S> Service<ShadowRequest> for BudgetService<S>
+/// Why a gate refuses a request, if it does.
+type Refusal = Arc<dyn Fn(&ShadowRequest) -> Option<ShadowError> + Send + Sync>;
+
+impl<S> Service<ShadowRequest> for Gate<S>
 where
     S: Service<ShadowRequest, Response = Reply, Error = BoxError>,
     S::Future: Send + 'static,
@@ -162,38 +165,10 @@ where
     }
 
     fn call(&mut self, r: ShadowRequest) -> Self::Future {
-        if !self.bucket.try_take(r.rows, &self.live) {
-            return Box::pin(async { Err(Box::new(ShadowError::Budget) as BoxError) });
+        match (self.refuse)(&r) {
+            Some(why) => Box::pin(async move { Err(Box::new(why) as BoxError) }),
+            None => Box::pin(self.inner.call(r)),
         }
-        Box::pin(self.inner.call(r))
-    }
-}
-
-/// Pause as a tower layer: while the live upstream is under pressure, nothing is sent.
-#[derive(Clone)]
-struct PauseService<S> {
-    inner: S,
-    pressure: Arc<Pressure>,
-}
-
-impl<S> Service<ShadowRequest> for PauseService<S>
-where
-    S: Service<ShadowRequest, Response = Reply, Error = BoxError>,
-    S::Future: Send + 'static,
-{
-    type Response = Reply;
-    type Error = BoxError;
-    type Future = BoxFuture<'static, Result<Reply, BoxError>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, r: ShadowRequest) -> Self::Future {
-        if self.pressure.paused().is_some() {
-            return Box::pin(async { Err(Box::new(ShadowError::Paused) as BoxError) });
-        }
-        Box::pin(self.inner.call(r))
     }
 }
 
@@ -302,10 +277,17 @@ impl Lane {
     ) -> Lane {
         let sender = Sender { kind, http1: clients.http1.clone(), http2: clients.http2.clone() };
         let stack = ServiceBuilder::new()
-            .layer_fn(|inner| PauseService { inner, pressure: pressure.clone() })
+            .layer_fn(|inner| {
+                let pressure = pressure.clone();
+                Gate { inner, refuse: Arc::new(move |_| pressure.paused().map(|_| ShadowError::Paused)) }
+            })
             .load_shed()
             .concurrency_limit(max_concurrency)
-            .layer_fn(|inner| BudgetService { inner, bucket: bucket.clone(), live: live.clone() })
+            .layer_fn(|inner| {
+                let (bucket, live) = (bucket.clone(), live.clone());
+                let refuse = move |r: &ShadowRequest| (!bucket.try_take(r.rows, &live)).then_some(ShadowError::Budget);
+                Gate { inner, refuse: Arc::new(refuse) }
+            })
             .timeout(timeout)
             .service(sender);
         let stack = tower::util::BoxCloneSyncService::new(stack.map_err(|e: BoxError| e));

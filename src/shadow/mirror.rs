@@ -9,6 +9,7 @@
 //! Pure bookkeeping: the shadow engine sends, this module counts.
 
 use super::Answers;
+use crate::capture::{latency_histogram, Percentiles};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -52,10 +53,6 @@ impl Agreement {
     }
 }
 
-fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static bounds")
-}
-
 /// One candidate's comparison since its mirroring started.
 struct Candidate {
     since: SystemTime,
@@ -74,26 +71,6 @@ pub struct MirrorBook {
     candidates: BTreeMap<String, Candidate>,
     noise: Agreement,
     noise_sent: u64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct LatencyView {
-    pub count: u64,
-    pub p50_ms: f64,
-    pub p90_ms: f64,
-    pub p99_ms: f64,
-    pub max_ms: f64,
-}
-
-fn latency_view(h: &Histogram<u64>) -> LatencyView {
-    let ms = |v: u64| v as f64 / 1000.0;
-    LatencyView {
-        count: h.len(),
-        p50_ms: ms(h.value_at_quantile(0.5)),
-        p90_ms: ms(h.value_at_quantile(0.9)),
-        p99_ms: ms(h.value_at_quantile(0.99)),
-        max_ms: ms(h.max()),
-    }
 }
 
 /// One candidate in `GET /admin/shadow`.
@@ -118,9 +95,9 @@ pub struct CandidateView {
     pub noise_mean_abs_score_diff: Option<f64>,
     /// (1 − agreement) − (1 − noise agreement): the disagreement the noise does not explain.
     pub disagreement_beyond_noise: Option<f64>,
-    /// Request sent to answer headers, for the same requests.
-    pub candidate_latency: LatencyView,
-    pub live_latency: LatencyView,
+    /// Request sent to answer headers, for the same requests, in ms (as `GET /admin/latency`).
+    pub candidate_latency: Percentiles,
+    pub live_latency: Percentiles,
 }
 
 impl MirrorBook {
@@ -138,8 +115,8 @@ impl MirrorBook {
                         errors: 0,
                         unreadable: 0,
                         compared: Agreement::default(),
-                        candidate_latency: histogram(),
-                        live_latency: histogram(),
+                        candidate_latency: latency_histogram(),
+                        live_latency: latency_histogram(),
                     },
                 );
             }
@@ -198,8 +175,8 @@ impl MirrorBook {
                         (Some(a), Some(n)) => Some((1.0 - a) - (1.0 - n)),
                         _ => None,
                     },
-                    candidate_latency: latency_view(&c.candidate_latency),
-                    live_latency: latency_view(&c.live_latency),
+                    candidate_latency: Percentiles::of(&c.candidate_latency),
+                    live_latency: Percentiles::of(&c.live_latency),
                 };
                 (name.clone(), view)
             })
