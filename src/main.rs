@@ -1,4 +1,4 @@
-//! The `vigil` command: `run`, `demo`, `check-config`.
+//! The `vigil` command: `run`, `demo`, `check-config`, `drift`, `audit verify`, `healthcheck`.
 
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
@@ -41,6 +41,11 @@ enum Command {
         #[arg(long, short = 'c')]
         config: Option<PathBuf>,
     },
+    /// The audit trail (<state dir>/audit.jsonl): `vigil audit verify` checks its hash chain.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Exit 0 when vigil's control plane answers /healthz with 200 (for container HEALTHCHECKs).
     Healthcheck {
         /// The control-plane address.
@@ -59,6 +64,21 @@ enum Command {
         model: String,
         #[arg(long, default_value_t = 1)]
         threads: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check every line of the audit trail: it parses, seq counts up by one, prev is the SHA-256 of
+    /// the line before. Exit 0 printing `ok: N entries, head <hash>`; 1 naming the first bad line
+    /// and what is wrong with it; 2 when there is no trail to read.
+    Verify {
+        /// The state dir holding audit.jsonl (default: the config's state.dir, `vigil-state`).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// A config file whose state.dir applies.
+        #[arg(long, short = 'c', env = "VIGIL_CONFIG")]
+        config: Option<PathBuf>,
     },
 }
 
@@ -169,6 +189,7 @@ fn main() -> ExitCode {
             };
             runtime(0).block_on(vigil::demo::run(opts))
         }
+        Command::Audit { command: AuditCommand::Verify { state_dir, config } } => audit_verify(state_dir, config),
         Command::Healthcheck { admin } => healthcheck(admin),
         Command::DemoModel { listen, model_version, model, threads } => {
             init_logging(&LogFormat::Text, "warn");
@@ -184,6 +205,51 @@ fn main() -> ExitCode {
                 vigil::demo::model::serve(listener, vigil::demo::model::DemoModel::new(&model, &model_version)).await;
                 ExitCode::SUCCESS
             })
+        }
+    }
+}
+
+/// `vigil audit verify`: the hash chain of the state dir's audit trail, checked line by line.
+fn audit_verify(state_dir: Option<PathBuf>, config: Option<PathBuf>) -> ExitCode {
+    let dir = match state_dir {
+        Some(d) => d,
+        None => match config.as_deref().map(Config::read).transpose() {
+            Ok(c) => c.unwrap_or_default().state.dir,
+            Err(e) => {
+                eprintln!("vigil audit verify: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let path = dir.join("audit.jsonl");
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!(
+                "vigil audit verify: cannot read {}: {e} (state dir from --state-dir or state.dir)",
+                path.display()
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match vigil::store::audit::verify(&bytes) {
+        Ok(v) => {
+            print!("ok: {} entries, head {}", v.entries, v.head);
+            match v.starts_at_line {
+                Some(line) if v.unchained > 0 => println!(
+                    " (the chain starts at line {line}; the {} line(s) before it predate the chain and are not covered)",
+                    v.unchained
+                ),
+                None if v.unchained > 0 => {
+                    println!(" (all {} line(s) predate the chain and are not covered)", v.unchained)
+                }
+                _ => println!(),
+            }
+            ExitCode::SUCCESS
+        }
+        Err(broken) => {
+            println!("broken: {}: {broken}", path.display());
+            ExitCode::from(1)
         }
     }
 }

@@ -5,6 +5,7 @@
 //! Architecture invariant: every mutation is audited before it takes effect, and mutations are
 //! serialized (one editor at a time), so the audit trail reads in the order changes happened.
 
+mod audit;
 mod auth;
 mod drift;
 pub mod feedback;
@@ -121,6 +122,7 @@ impl Admin {
             (["admin", "robustness"], &Method::GET) => shadow::robustness(self, &req).await,
             (["admin", "explain"], &Method::POST) => shadow::post_explain(self, req).await,
             (["admin", "explain", id], &Method::GET) => shadow::get_explain(self, id, &req).await,
+            (["admin", "audit"], &Method::GET) => audit::get(self, &req).await,
             (["admin", "latency"], &Method::GET) => {
                 Ok(json(StatusCode::OK, &serde_json::json!({"unit": "ms", "versions": self.latency.summary()})))
             }
@@ -157,6 +159,7 @@ fn not_found_or_method(segments: &[&str], method: &Method) -> ApiError {
     let allowed: &[&str] = match segments {
         ["healthz"] | ["readyz"] | ["metrics"] | ["admin", "versions"] | ["admin", "latency"] => &["GET"],
         ["admin", "drift"] | ["admin", "drift", _] | ["admin", "performance"] => &["GET"],
+        ["admin", "audit"] => &["GET"],
         ["admin", "shadow"] | ["admin", "robustness"] | ["admin", "explain", _] => &["GET"],
         ["admin", "explain"] => &["POST"],
         ["admin", "shadow", "mirrors", _] => &["PUT", "DELETE"],

@@ -104,7 +104,9 @@ impl AuditLog {
         match File::open(&log.path) {
             Ok(mut f) => match chain_after(&mut f, &log.path) {
                 Ok(chain) => log.lock().chain = Some(chain),
-                Err(e) => tracing::warn!(path = %log.path.display(), error = %e, "cannot read the audit trail's last line yet"),
+                Err(e) => {
+                    tracing::warn!(path = %log.path.display(), error = %e, "cannot read the audit trail's last line yet")
+                }
             },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => tracing::warn!(path = %log.path.display(), error = %e, "cannot open the audit trail yet"),
@@ -338,7 +340,10 @@ pub fn verify(bytes: &[u8]) -> Result<Verified, Broken> {
                 if seq != want {
                     let problem = match last {
                         None => format!("deleted: the chain's first entry has seq {seq}, expected 1"),
-                        Some(l) if seq > want => format!("deleted: seq gap {l}→{seq} (entries {want}..{} missing)", seq - 1),
+                        Some(l) if seq == want + 1 => format!("deleted: seq gap {l}→{seq} (entry {want} missing)"),
+                        Some(l) if seq > want => {
+                            format!("deleted: seq gap {l}→{seq} (entries {want} to {} missing)", seq - 1)
+                        }
                         Some(l) => format!("reordered: seq {seq} after seq {l} (a line repeated or moved)"),
                     };
                     return Err(broken(Some(seq), problem));
@@ -441,7 +446,10 @@ mod tests {
 
     #[test]
     fn an_empty_file_verifies_with_the_genesis_head() {
-        assert_eq!(verify(b"").unwrap(), Verified { entries: 0, unchained: 0, starts_at_line: None, head: GENESIS.into() });
+        assert_eq!(
+            verify(b"").unwrap(),
+            Verified { entries: 0, unchained: 0, starts_at_line: None, head: GENESIS.into() }
+        );
     }
 
     #[test]
