@@ -10,6 +10,7 @@ mod drift;
 pub mod feedback;
 mod performance;
 mod reply;
+mod resources;
 mod shadow;
 mod versions;
 
@@ -17,13 +18,13 @@ pub use auth::Auth;
 pub use drift::DriftControl;
 pub use feedback::FeedbackControl;
 pub use reply::ApiError;
+pub use resources::ResourceControl;
 
 use crate::capture::LatencyBook;
 use crate::proxy::admission::AdmissionState;
 use crate::proxy::Readiness;
 use crate::routes::{RouteTable, Routes, StateFile};
 use crate::store::audit::AuditLog;
-use crate::telemetry::ProcessStats;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
@@ -52,6 +53,8 @@ pub struct Admin {
     pub admission: Arc<AdmissionState>,
     /// None when shadow traffic is off.
     pub shadow: Option<crate::shadow::ShadowHandle>,
+    /// Resource usage of vigil, the model process and the model's cgroup (`[resources]`).
+    pub resources: ResourceControl,
 }
 
 pub type AdminResponse = Response<Full<Bytes>>;
@@ -121,6 +124,7 @@ impl Admin {
             (["admin", "robustness"], &Method::GET) => shadow::robustness(self, &req).await,
             (["admin", "explain"], &Method::POST) => shadow::post_explain(self, req).await,
             (["admin", "explain", id], &Method::GET) => shadow::get_explain(self, id, &req).await,
+            (["admin", "resources"], &Method::GET) => Ok(self.resources.get()),
             (["admin", "latency"], &Method::GET) => {
                 Ok(json(StatusCode::OK, &serde_json::json!({"unit": "ms", "versions": self.latency.summary()})))
             }
@@ -139,10 +143,10 @@ impl Admin {
     }
 
     fn metrics(&self) -> AdminResponse {
+        // Read first: this scrape's failed readings are then in this scrape's error counters.
+        let readings = self.resources.read();
         let mut out = self.prometheus.render();
-        if let Some(p) = ProcessStats::read("self") {
-            p.render(&mut out);
-        }
+        readings.render(&mut out);
         let mut res = Response::new(Full::new(Bytes::from(out)));
         res.headers_mut().insert(
             http::header::CONTENT_TYPE,
@@ -158,6 +162,7 @@ fn not_found_or_method(segments: &[&str], method: &Method) -> ApiError {
         ["healthz"] | ["readyz"] | ["metrics"] | ["admin", "versions"] | ["admin", "latency"] => &["GET"],
         ["admin", "drift"] | ["admin", "drift", _] | ["admin", "performance"] => &["GET"],
         ["admin", "shadow"] | ["admin", "robustness"] | ["admin", "explain", _] => &["GET"],
+        ["admin", "resources"] => &["GET"],
         ["admin", "explain"] => &["POST"],
         ["admin", "shadow", "mirrors", _] => &["PUT", "DELETE"],
         ["feedback"] => &["POST"],
