@@ -7,7 +7,7 @@
 
 use crate::capture::{self, Consumer, LatencyBook};
 use crate::config::Config;
-use crate::control::{Admin, Auth, Caller, DriftControl, FeedbackControl};
+use crate::control::{Admin, Auth, Caller, DriftControl, FeedbackControl, ResourceControl};
 use crate::monitor::performance::Tracker;
 use crate::monitor::{self, Monitor, Settings};
 use crate::proxy::{self, server::ServerOptions, Readiness};
@@ -181,6 +181,7 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         latency,
         admission,
         shadow: shadow.as_ref().map(|s| s.handle()),
+        resources: Arc::new(ResourceControl::from_config(&config.resources)),
     });
     let stop_admin = CancellationToken::new();
     let admin_task = tokio::spawn(proxy::server::serve(

@@ -7,6 +7,7 @@ mod analysis;
 mod duration;
 mod error;
 mod ground_truth;
+mod resources;
 mod shadow;
 
 pub use analysis::{
@@ -18,6 +19,7 @@ pub use error::ConfigError;
 pub use ground_truth::{
     FeedbackConfig, PerformanceConfig, PredictionLogConfig, SegmentConfig, Task, BASELINE_METRICS, LOWER_IS_BETTER,
 };
+pub use resources::ResourcesConfig;
 pub use shadow::{
     parse_mirror, AdversarialConfig, AttackChoice, Budget, ExplainConfig, ExplainMethod, MirrorConfig, NormChoice,
     PauseConfig, ProbingConfig, SensitivityConfig, ShadowConfig, StressConfig,
@@ -49,6 +51,7 @@ pub struct Config {
     pub feedback: FeedbackConfig,
     pub performance: PerformanceConfig,
     pub shadow: ShadowConfig,
+    pub resources: ResourcesConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -364,6 +367,7 @@ impl Config {
         self.prediction_log.validate()?;
         self.performance.validate()?;
         self.shadow.validate()?;
+        self.resources.validate()?;
         if self.proxy.max_in_flight == 0 {
             return Err(ConfigError::invalid("proxy.max_in_flight", "0", "a positive number of requests"));
         }

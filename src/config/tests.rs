@@ -98,6 +98,8 @@ fn shipped_example_config_is_valid() {
     assert_eq!(c.performance.calibration_bins, d.performance.calibration_bins);
     assert_eq!(c.performance.min_records, d.performance.min_records);
     assert_eq!(c.performance.margin, d.performance.margin);
+    assert_eq!(c.resources, d.resources);
+    assert_eq!(d.resources, ResourcesConfig::default());
 }
 
 #[test]
@@ -116,6 +118,25 @@ fn ground_truth_keys_are_checked() {
     assert!(e.contains("prediction_log.flush_interval"), "{e}");
     let e = err(&format!("{MINIMAL}[performance]\nwindows = [\"soon\"]"));
     assert!(e.contains("performance.windows"), "{e}");
+}
+
+#[test]
+fn resources_keys_are_checked() {
+    let c = Config::from_toml(&format!("{MINIMAL}[resources]\nmodel_pid_file = \"/run/m.pid\""), "t.toml").unwrap();
+    c.validate().unwrap();
+    assert_eq!(c.resources.model_pid_file.as_deref(), Some(Path::new("/run/m.pid")));
+    let e = err(&format!("{MINIMAL}[resources]\nmodel_pid = 4\nmodel_process_name = \"triton\""));
+    assert!(e.contains("resources.model_process_name") && e.contains("one way to find the model process"), "{e}");
+    let e = err(&format!("{MINIMAL}[resources]\nmodel_pid = 0"));
+    assert!(e.contains("resources.model_pid") && e.contains("positive"), "{e}");
+    let e = err(&format!("{MINIMAL}[resources]\nmodel_pid = -3"));
+    assert!(e.contains("resources.model_pid"), "{e}");
+    let e = err(&format!("{MINIMAL}[resources]\nmodel_process_name = \" \""));
+    assert!(e.contains("resources.model_process_name") && e.contains("non-empty"), "{e}");
+    let e = err(&format!("{MINIMAL}[resources]\nmodel_cgroup = \"/nonexistent/cgroup\""));
+    assert!(e.contains("resources.model_cgroup") && e.contains("/nonexistent/cgroup"), "{e}");
+    let e = err(&format!("{MINIMAL}[resources]\nmodel_cgroups = \"/sys/fs/cgroup\""));
+    assert!(e.contains("resources.model_cgroups"), "{e}");
 }
 
 #[test]

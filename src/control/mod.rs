@@ -11,6 +11,7 @@ mod drift;
 pub mod feedback;
 mod performance;
 mod reply;
+mod resources;
 mod shadow;
 mod versions;
 
@@ -18,13 +19,13 @@ pub use auth::Auth;
 pub use drift::DriftControl;
 pub use feedback::FeedbackControl;
 pub use reply::ApiError;
+pub use resources::ResourceControl;
 
 use crate::capture::LatencyBook;
 use crate::proxy::admission::AdmissionState;
 use crate::proxy::Readiness;
 use crate::routes::{RouteTable, Routes, StateFile};
 use crate::store::audit::AuditLog;
-use crate::telemetry::ProcessStats;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
@@ -53,6 +54,8 @@ pub struct Admin {
     pub admission: Arc<AdmissionState>,
     /// None when shadow traffic is off.
     pub shadow: Option<crate::shadow::ShadowHandle>,
+    /// Resource usage of vigil, the model process and the model's cgroup (`[resources]`).
+    pub resources: Arc<ResourceControl>,
 }
 
 pub type AdminResponse = Response<Full<Bytes>>;
@@ -87,7 +90,7 @@ impl Admin {
         match (segments.as_slice(), &method) {
             (["healthz"], &Method::GET) => Ok(json(StatusCode::OK, &serde_json::json!({"status": "ok"}))),
             (["readyz"], &Method::GET) => Ok(self.readyz()),
-            (["metrics"], &Method::GET) => Ok(self.metrics()),
+            (["metrics"], &Method::GET) => self.metrics().await,
             (["admin", "versions"], &Method::GET) => Ok(json(StatusCode::OK, &self.routes.load().view())),
             (["admin", "versions", name], &Method::GET) => versions::get(self, name),
             (["admin", "versions", name], &Method::PUT) => {
@@ -123,6 +126,10 @@ impl Admin {
             (["admin", "explain"], &Method::POST) => shadow::post_explain(self, req).await,
             (["admin", "explain", id], &Method::GET) => shadow::get_explain(self, id, &req).await,
             (["admin", "audit"], &Method::GET) => audit::get(self, &req).await,
+            (["admin", "resources"], &Method::GET) => {
+                let rc = self.resources.clone();
+                blocking(move || rc.get()).await
+            }
             (["admin", "latency"], &Method::GET) => {
                 Ok(json(StatusCode::OK, &serde_json::json!({"unit": "ms", "versions": self.latency.summary()})))
             }
@@ -140,18 +147,26 @@ impl Admin {
         }
     }
 
-    fn metrics(&self) -> AdminResponse {
+    async fn metrics(&self) -> Result<AdminResponse, ApiError> {
+        // Read first: this scrape's failed readings are then in this scrape's error counters.
+        // /proc and cgroup files are read on the blocking pool: listing a model server's fds or
+        // scanning /proc for its name takes milliseconds, which the data path's thread must not wait.
+        let rc = self.resources.clone();
+        let readings = blocking(move || rc.read()).await?;
         let mut out = self.prometheus.render();
-        if let Some(p) = ProcessStats::read("self") {
-            p.render(&mut out);
-        }
+        readings.render(&mut out);
         let mut res = Response::new(Full::new(Bytes::from(out)));
         res.headers_mut().insert(
             http::header::CONTENT_TYPE,
             http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
         );
-        res
+        Ok(res)
     }
+}
+
+/// Runs file reads on the blocking pool, off the runtime thread the data path shares.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::internal("internal", format!("reader failed: {e}")))
 }
 
 /// Known paths and the methods they take, for 404 vs 405.
@@ -161,6 +176,7 @@ fn not_found_or_method(segments: &[&str], method: &Method) -> ApiError {
         ["admin", "drift"] | ["admin", "drift", _] | ["admin", "performance"] => &["GET"],
         ["admin", "audit"] => &["GET"],
         ["admin", "shadow"] | ["admin", "robustness"] | ["admin", "explain", _] => &["GET"],
+        ["admin", "resources"] => &["GET"],
         ["admin", "explain"] => &["POST"],
         ["admin", "shadow", "mirrors", _] => &["PUT", "DELETE"],
         ["feedback"] => &["POST"],

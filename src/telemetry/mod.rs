@@ -1,12 +1,17 @@
 //! Telemetry: every metric name in one place, the Prometheus recorder, per-version handles for the
-//! hot path, and the process's own CPU and memory.
+//! hot path, and the resource usage of vigil and of the model server (`process`, `resources`).
 //!
 //! Owns: metric names, help texts and buckets. May not touch: routes, sockets, the capture queue.
 //! Names follow Prometheus conventions: `_total` counters, base units (`_seconds`, `_bytes`).
 
 mod process;
+mod resources;
 
-pub use process::ProcessStats;
+pub use process::{parse_stat, ProcessStats, ReadError, Scale};
+pub use resources::{
+    find_by_name, read_pid_file, CgroupReading, CgroupStats, ModelReading, PidSource, Readings, Resources,
+    RESOURCE_READ_ERRORS,
+};
 
 use metrics::{describe_counter, describe_gauge, describe_histogram, Counter, Gauge, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -190,6 +195,10 @@ fn describe() {
     describe_gauge!(ACTIVE_VERSION, "1 for the active model version, 0 for the others.");
     describe_gauge!(TRAFFIC_SHARE, "Share of live traffic (0 to 1) each version receives.");
     describe_counter!(STATE_WRITE_ERRORS, "Failed writes to the state dir (state file, audit log).");
+    describe_counter!(
+        RESOURCE_READ_ERRORS,
+        "Resource readings that failed (the metric is left out), by source: vigil, model_process, model_cgroup."
+    );
     describe_gauge!(READY, "1 once an upstream has answered, 0 before and while draining.");
     describe_counter!(
         FEEDBACK_TOTAL,

@@ -812,6 +812,11 @@ impl DemoModel {
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
+
+    /// The model server's process id.
+    pub fn pid(&self) -> u32 {
+        self.proc.child.id()
+    }
 }
 
 impl Drop for DemoModel {
