@@ -8,6 +8,7 @@
 mod audit;
 mod auth;
 mod drift;
+pub mod export;
 pub mod feedback;
 mod performance;
 mod reply;
@@ -60,6 +61,9 @@ pub struct Admin {
 
 pub type AdminResponse = Response<Full<Bytes>>;
 
+/// What the control plane's listener sends: a whole body, or an export streamed as it is read.
+pub type AdminBody = http_body_util::Either<Full<Bytes>, export::ExportBody>;
+
 /// The caller of one admin request.
 pub struct Caller {
     pub remote: SocketAddr,
@@ -75,12 +79,24 @@ impl Admin {
         }
     }
 
-    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, caller: Caller) -> Result<AdminResponse, Infallible> {
+    pub async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        caller: Caller,
+    ) -> Result<Response<AdminBody>, Infallible> {
+        use http_body_util::Either;
+        // The one streamed route; every other answer is whole.
+        if req.method() == Method::GET && req.uri().path().trim_end_matches('/') == "/admin/export" {
+            return Ok(match export::get(&self, &req).await {
+                Ok(res) => res.map(Either::Right),
+                Err(e) => e.into_response().map(Either::Left),
+            });
+        }
         let res = match self.route(req, &caller).await {
             Ok(res) => res,
             Err(e) => e.into_response(),
         };
-        Ok(res)
+        Ok(res.map(Either::Left))
     }
 
     async fn route(&self, req: Request<Incoming>, caller: &Caller) -> Result<AdminResponse, ApiError> {
@@ -178,6 +194,7 @@ fn not_found_or_method(segments: &[&str], method: &Method) -> ApiError {
         ["admin", "shadow"] | ["admin", "robustness"] | ["admin", "explain", _] => &["GET"],
         ["admin", "resources"] => &["GET"],
         ["admin", "explain"] => &["POST"],
+        ["admin", "export"] => &["GET"],
         ["admin", "shadow", "mirrors", _] => &["PUT", "DELETE"],
         ["feedback"] => &["POST"],
         ["admin", "reference"] => &["GET", "PUT", "DELETE"],

@@ -1,7 +1,8 @@
 //! Durable records in the state dir: the append-only audit trail, the saved reference, and the
-//! prediction log (every live prediction, joined later with its label).
+//! prediction log (every live prediction, joined later with its label) and its export.
 //! Owns: files under the state dir other than `state.json`. May not touch: routes, sockets.
 
 pub mod audit;
+pub mod export;
 pub mod predlog;
 pub mod reference;

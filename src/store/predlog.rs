@@ -52,7 +52,23 @@
 //!   UNIQUE (request_id, row)
 //! );
 //! CREATE INDEX predictions_time ON predictions(time_ms);
+//!
+//! -- Feedback other than labels (created on open when missing; older vigils ignore it):
+//! CREATE TABLE feedback (
+//!   id INTEGER PRIMARY KEY,
+//!   request_id TEXT NOT NULL,
+//!   row INTEGER NOT NULL,
+//!   time_ms INTEGER NOT NULL,        -- when it arrived, Unix ms
+//!   comment TEXT,                    -- free-form, at most 4 KiB (checked by POST /feedback)
+//!   score REAL                       -- a numeric score the labeller gave
+//! );
+//! CREATE INDEX feedback_row ON feedback(request_id, row);
 //! ```
+//! A comment is stored only for a logged prediction (like a label) and is appended, never
+//! replaced: the export reads the latest comment and the latest score of each row. A prediction
+//! replaced by a reused request id loses its comments with its label; retention by age deletes
+//! comments older than `max_age` (by arrival), and comments of rows trimmed by `max_rows` stay
+//! until then (they are never read without their row).
 //! Values in the JSON columns are numbers, strings or `null` (missing, NaN or infinite). Example:
 //! ```sql
 //! SELECT version, count(*), avg(predictions ->> '$.score')
@@ -103,9 +119,28 @@ CREATE TABLE IF NOT EXISTS predictions (
 CREATE INDEX IF NOT EXISTS predictions_time ON predictions(time_ms);
 ";
 
+/// Run on every open (not only on a schema upgrade): a file from before comments gets the table.
+const FEEDBACK_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS feedback (
+  id INTEGER PRIMARY KEY,
+  request_id TEXT NOT NULL,
+  row INTEGER NOT NULL,
+  time_ms INTEGER NOT NULL,
+  comment TEXT,
+  score REAL
+);
+CREATE INDEX IF NOT EXISTS feedback_row ON feedback(request_id, row);
+";
+
 const INSERT: &str = "INSERT OR IGNORE INTO predictions \
     (request_id, row, version, time_ms, features, predictions, segments) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 const DELETE_ONE: &str = "DELETE FROM predictions WHERE request_id = ?1 AND row = ?2";
+const DELETE_FEEDBACK_ONE: &str = "DELETE FROM feedback WHERE request_id = ?1 AND row = ?2";
+const SELECT_EXISTS: &str = "SELECT 1 FROM predictions WHERE request_id = ?1 AND row = ?2";
+const INSERT_COMMENT: &str =
+    "INSERT INTO feedback (request_id, row, time_ms, comment, score) VALUES (?1, ?2, ?3, ?4, ?5)";
+const DELETE_OLD_FEEDBACK: &str =
+    "DELETE FROM feedback WHERE id IN (SELECT id FROM feedback WHERE time_ms < ?1 LIMIT ?2)";
 const SELECT_FOR_LABEL: &str =
     "SELECT id, version, time_ms, predictions, segments, label FROM predictions WHERE request_id = ?1 AND row = ?2";
 const UPDATE_LABEL: &str = "UPDATE predictions SET label = ?1, labelled_ms = ?2 WHERE id = ?3";
@@ -154,6 +189,16 @@ pub struct Label {
     pub row: u32,
     /// Stored as JSON text in the `label` column (a scalar, by the feedback endpoint's contract).
     pub label: Value,
+}
+
+/// Feedback other than a label for one logged row: a free-form comment, a score, or both.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Comment {
+    pub request_id: String,
+    pub row: u32,
+    pub comment: Option<String>,
+    /// Finite (the feedback endpoint checks).
+    pub score: Option<f64>,
 }
 
 /// What became of one [`Label`].
@@ -331,6 +376,7 @@ enum Msg {
     Append(Arc<Columns>, Vec<LoggedRow>),
     Label(Vec<Label>, oneshot::Sender<Result<Vec<JoinOutcome>, StoreError>>),
     Rows(String, oneshot::Sender<Result<Vec<StoredRow>, StoreError>>),
+    Comment(Vec<Comment>, oneshot::Sender<Result<Vec<bool>, StoreError>>),
     Flush(oneshot::Sender<Result<(), StoreError>>),
     Close,
 }
@@ -436,6 +482,17 @@ impl LogHandle {
         rx
     }
 
+    /// Stores comments and scores for logged predictions, in order, in one transaction, after
+    /// writing the rows pending at the time of the call. Answers, per comment, whether its
+    /// prediction was found (and the comment stored); a comment for an unknown row is not kept.
+    pub fn comment(&self, comments: Vec<Comment>) -> oneshot::Receiver<Result<Vec<bool>, StoreError>> {
+        let (reply, rx) = oneshot::channel();
+        if let Err(mpsc::SendError(Msg::Comment(_, reply))) = self.tx.send(Msg::Comment(comments, reply)) {
+            let _ = reply.send(Err(StoreError::Closed));
+        }
+        rx
+    }
+
     /// Every stored row of a request, by row index.
     pub fn rows(&self, request_id: &str) -> oneshot::Receiver<Result<Vec<StoredRow>, StoreError>> {
         let (reply, rx) = oneshot::channel();
@@ -488,6 +545,7 @@ fn open_db(path: &Path, options: &Options) -> Result<(Connection, u64), String> 
         if version < SCHEMA_VERSION {
             conn.execute_batch(&format!("BEGIN; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"))?;
         }
+        conn.execute_batch(FEEDBACK_SCHEMA)?;
         let rows: i64 = conn.query_row("SELECT count(*) FROM predictions", [], |r| r.get(0))?;
         Ok(Ok(rows as u64))
     };
@@ -509,7 +567,13 @@ fn unix_ms(t: SystemTime) -> i64 {
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Retention {
     Idle,
-    Age { cutoff_ms: i64 },
+    Age {
+        cutoff_ms: i64,
+    },
+    /// Comments older than the same cutoff (by arrival).
+    FeedbackAge {
+        cutoff_ms: i64,
+    },
     Count,
 }
 
@@ -722,6 +786,14 @@ impl Writer {
                 });
                 let _ = reply.send(result);
             }
+            Msg::Comment(comments, reply) => {
+                let _ = self.flush();
+                let result = self.apply_comments(comments).map_err(|e| {
+                    self.errors.report(&self.shared, Op::Label, &e);
+                    StoreError::Sqlite { op: "comment", source: e }
+                });
+                let _ = reply.send(result);
+            }
             Msg::Flush(reply) => {
                 let _ = reply.send(self.flush());
             }
@@ -803,6 +875,25 @@ impl Writer {
         Ok(out)
     }
 
+    fn apply_comments(&mut self, comments: Vec<Comment>) -> rusqlite::Result<Vec<bool>> {
+        let now_ms = unix_ms(SystemTime::now());
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut out = Vec::with_capacity(comments.len());
+        {
+            let mut exists = tx.prepare_cached(SELECT_EXISTS)?;
+            let mut insert = tx.prepare_cached(INSERT_COMMENT)?;
+            for c in comments {
+                let found = exists.exists(params![c.request_id, c.row])?;
+                if found {
+                    insert.execute(params![c.request_id, c.row, now_ms, c.comment, c.score])?;
+                }
+                out.push(found);
+            }
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
     fn read_rows(&mut self, request_id: &str) -> rusqlite::Result<Vec<StoredRow>> {
         let mut select = self.conn.prepare_cached(SELECT_ROWS)?;
         let rows = select.query_map([request_id], |r| {
@@ -843,7 +934,7 @@ impl Writer {
                 Ok(n) => {
                     self.rows = self.rows.saturating_sub(n as u64);
                     if (n as i64) < RETENTION_CHUNK {
-                        self.retention = Retention::Count;
+                        self.retention = Retention::FeedbackAge { cutoff_ms };
                     }
                 }
                 Err(e) => {
@@ -851,6 +942,16 @@ impl Writer {
                     self.retention = Retention::Idle;
                 }
             },
+            Retention::FeedbackAge { cutoff_ms } => {
+                match self.conn.execute(DELETE_OLD_FEEDBACK, params![cutoff_ms, RETENTION_CHUNK]) {
+                    Ok(n) if (n as i64) < RETENTION_CHUNK => self.retention = Retention::Count,
+                    Ok(_) => {}
+                    Err(e) => {
+                        self.errors.report(&self.shared, Op::Retention, &e);
+                        self.retention = Retention::Count;
+                    }
+                }
+            }
             Retention::Count => {
                 let excess = match self.options.max_rows {
                     Some(max) => self.rows.saturating_sub(max),
@@ -893,6 +994,7 @@ fn write_batch(
     {
         let mut insert = tx.prepare_cached(INSERT)?;
         let mut delete = tx.prepare_cached(DELETE_ONE)?;
+        let mut delete_feedback = tx.prepare_cached(DELETE_FEEDBACK_ONE)?;
         let Json { keys, features, predictions, segments: segs } = json;
         for (columns, rows) in batch {
             let [fk, pk, sk] = keys_for(keys, columns);
@@ -919,6 +1021,7 @@ fn write_batch(
                 } else {
                     // The same request id and row again: the later prediction replaces the earlier.
                     delete.execute(params![&*r.request_id, r.row])?;
+                    delete_feedback.execute(params![&*r.request_id, r.row])?;
                     insert.execute(values)?;
                 }
             }

@@ -673,3 +673,78 @@ fn throughput() {
         labels.len() as f64 / labelled.as_secs_f64(),
     );
 }
+
+fn comment(request_id: &str, row: u32, text: &str, score: Option<f64>) -> Comment {
+    Comment { request_id: request_id.into(), row, comment: Some(text.into()), score }
+}
+
+fn feedback_rows(dir: &Path, request_id: &str) -> Vec<(i64, Option<String>, Option<f64>)> {
+    let db = sql(dir);
+    let mut stmt = db.prepare("SELECT row, comment, score FROM feedback WHERE request_id = ?1 ORDER BY id").unwrap();
+    let rows = stmt.query_map([request_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap();
+    rows.map(Result::unwrap).collect()
+}
+
+#[test]
+fn comments_are_kept_for_logged_rows_and_go_with_a_replaced_prediction() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = PredictionLog::open(dir.path(), manual()).unwrap();
+    let cols = columns();
+    log.append(&cols, (0..2).map(|i| row("c1", i, "v1", t0())).collect());
+    // Pending rows are written first, so the comment finds them; an unknown row is not kept.
+    let stored = log
+        .comment(vec![
+            comment("c1", 1, "fraud, confirmed by phone", Some(5.0)),
+            Comment { request_id: "c1".into(), row: 1, comment: None, score: Some(2.5) },
+            comment("c1", 7, "no such row", None),
+            comment("never", 0, "nor this", None),
+        ])
+        .blocking_recv()
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored, vec![true, true, false, false]);
+    assert_eq!(
+        feedback_rows(dir.path(), "c1"),
+        vec![(1, Some("fraud, confirmed by phone".into()), Some(5.0)), (1, None, Some(2.5))]
+    );
+    assert!(feedback_rows(dir.path(), "never").is_empty());
+    // The same request id logged again: the new prediction has neither label nor comments.
+    log.append(&cols, vec![row("c1", 1, "v2", t0() + 1)]);
+    log.flush().blocking_recv().unwrap().unwrap();
+    assert!(feedback_rows(dir.path(), "c1").is_empty());
+    log.close();
+}
+
+#[test]
+fn a_file_from_before_comments_gets_the_table_and_old_comments_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = unix_ms(SystemTime::now());
+    let day = 24 * 3600 * 1000;
+    let log = PredictionLog::open(dir.path(), manual()).unwrap();
+    log.append(&columns(), vec![row("keep", 0, "v1", now - day)]);
+    log.close();
+    // As an older vigil left it: no feedback table.
+    sql(dir.path()).execute_batch("DROP TABLE feedback").unwrap();
+    let options = Options { max_age: Some(Duration::from_secs(7 * 24 * 3600)), ..manual() };
+    let log = PredictionLog::open(dir.path(), options.clone()).unwrap();
+    assert_eq!(log.comment(vec![comment("keep", 0, "fine", None)]).blocking_recv().unwrap().unwrap(), vec![true]);
+    log.close();
+    sql(dir.path())
+        .execute(
+            "INSERT INTO feedback (request_id, row, time_ms, comment) VALUES ('keep', 0, ?1, 'old')",
+            [now - 10 * day],
+        )
+        .unwrap();
+    assert_eq!(feedback_rows(dir.path(), "keep").len(), 2);
+
+    // Retention runs right after open: the comment older than max_age goes, the row stays.
+    let log = PredictionLog::open(dir.path(), options).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while feedback_rows(dir.path(), "keep").len() != 1 {
+        assert!(Instant::now() < deadline, "the old comment was not deleted");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(feedback_rows(dir.path(), "keep"), vec![(0, Some("fine".into()), None)]);
+    assert_eq!(count(dir.path()), 1);
+    log.close();
+}
