@@ -63,6 +63,8 @@ pub(crate) struct Inner {
     /// /admin/explain/{id}` encodes logged rows with.
     pub templates: Mutex<HashMap<String, Sampled>>,
     stop: AtomicBool,
+    /// Set once the what-if thread has ended: only then may the shadow runtime it blocks on stop.
+    stop_runtime: AtomicBool,
     mirror_jobs: Mutex<Option<tokio::sync::mpsc::Sender<MirrorJob>>>,
     /// Results per kind and version, for `GET /admin/shadow`.
     pub tally: Arc<client::Tally>,
@@ -221,6 +223,7 @@ impl Shadow {
             sample: Mutex::new(None),
             templates: Mutex::new(HashMap::new()),
             stop: AtomicBool::new(false),
+            stop_runtime: AtomicBool::new(false),
             mirror_jobs: Mutex::new(Some(tx.clone())),
             tally: Arc::new(client::Tally::default()),
         });
@@ -253,13 +256,17 @@ impl Shadow {
     }
 
     /// Stops both threads after the jobs in hand. Blocking: call off the runtime.
+    /// The what-if thread ends first (its job in hand finishes or gives up), because it blocks on
+    /// the shadow runtime, which ends last.
     pub fn stop(self) {
         self.inner.stop.store(true, Ordering::Release);
-        self.inner.mirror_jobs.lock().unwrap().take();
         drop(self.explain_tx);
-        for t in self.threads {
-            let _ = t.join();
-        }
+        let [shadow, whatif]: [std::thread::JoinHandle<()>; 2] =
+            self.threads.try_into().expect("started with two threads");
+        let _ = whatif.join();
+        self.inner.stop_runtime.store(true, Ordering::Release);
+        self.inner.mirror_jobs.lock().unwrap().take();
+        let _ = shadow.join();
     }
 }
 
@@ -273,7 +280,7 @@ async fn mirror_loop(inner: Arc<Inner>, mut rx: tokio::sync::mpsc::Receiver<Mirr
             },
             _ = publish.tick() => {
                 inner.publish();
-                if inner.stop.load(Ordering::Acquire) {
+                if inner.stop_runtime.load(Ordering::Acquire) {
                     break;
                 }
             }
