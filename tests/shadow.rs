@@ -197,7 +197,18 @@ noise_fraction = 0.5
     assert_eq!(del.status, 200, "{}", del.text());
     let audit = std::fs::read_to_string(vigil.state_dir.join("audit.jsonl")).unwrap();
     assert!(audit.lines().any(|l| l.contains("\"mirror.delete\"")), "{audit}");
-    let before = rows_of(&received(&v2).await, "mirror");
+    // Copies already on their way when DELETE answered may still land; none may start after it.
+    let before = poll_for("mirrored copies in flight to land", || async {
+        let a = rows_of(&received(&v2).await, "mirror");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let b = rows_of(&received(&v2).await, "mirror");
+        if a == b {
+            Ok(b)
+        } else {
+            Err(format!("{a} then {b} mirrored rows"))
+        }
+    })
+    .await;
     steady(&vigil, 50, Duration::from_millis(5)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(rows_of(&received(&v2).await, "mirror"), before, "no mirroring after DELETE");

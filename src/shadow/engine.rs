@@ -295,6 +295,10 @@ async fn mirror_one(inner: Arc<Inner>, job: MirrorJob) {
         None => routes.get(&job.capture.version).cloned(),
     };
     let label = job.candidate.clone().unwrap_or_else(|| "@noise".to_owned());
+    // A job queued before its candidate was removed (DELETE /admin/shadow/mirrors) is not sent.
+    if job.candidate.as_ref().is_some_and(|name| !inner.mirrors.load().contains_key(name)) {
+        return;
+    }
     let Some(version) = target else {
         inner.tally.add(Kind::Mirror, &Arc::from(label.as_str()), "unknown_version", 0);
         return;
