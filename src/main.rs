@@ -1,4 +1,5 @@
-//! The `vigil` command: `run`, `demo`, `check-config`, `drift`, `audit verify`, `healthcheck`.
+//! The `vigil` command: `run`, `demo`, `check-config`, `drift`, `audit verify`, `backup`,
+//! `restore`, `healthcheck`.
 
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
@@ -45,6 +46,35 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// Archive the state dir (routes, audit trail, saved reference, prediction log) into one tar
+    /// file, consistently, while vigil may be running. Exit 0 listing what was saved, 1 on failure.
+    Backup {
+        /// The archive to write (replaced if it exists).
+        #[arg(long)]
+        out: PathBuf,
+        /// The state dir to back up (default: the config's state.dir, `vigil-state`).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// A config file whose state.dir applies.
+        #[arg(long, short = 'c', env = "VIGIL_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Restore a `vigil backup` archive into a state dir (vigil stopped). Every file is checked
+    /// against the archive's manifest before any is written. Exit 0 when restored and its audit
+    /// trail verifies; 1 when refused, corrupt, or restored with a broken trail.
+    Restore {
+        /// The archive written by `vigil backup`.
+        file: PathBuf,
+        /// The state dir to restore into (default: the config's state.dir, `vigil-state`).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// A config file whose state.dir applies.
+        #[arg(long, short = 'c', env = "VIGIL_CONFIG")]
+        config: Option<PathBuf>,
+        /// Replace the state files the target already holds.
+        #[arg(long)]
+        force: bool,
     },
     /// Exit 0 when vigil's control plane answers /healthz with 200 (for container HEALTHCHECKs).
     Healthcheck {
@@ -190,6 +220,8 @@ fn main() -> ExitCode {
             runtime(0).block_on(vigil::demo::run(opts))
         }
         Command::Audit { command: AuditCommand::Verify { state_dir, config } } => audit_verify(state_dir, config),
+        Command::Backup { out, state_dir, config } => backup(&out, state_dir, config),
+        Command::Restore { file, state_dir, config, force } => restore(&file, state_dir, config, force),
         Command::Healthcheck { admin } => healthcheck(admin),
         Command::DemoModel { listen, model_version, model, threads } => {
             init_logging(&LogFormat::Text, "warn");
@@ -250,6 +282,78 @@ fn audit_verify(state_dir: Option<PathBuf>, config: Option<PathBuf>) -> ExitCode
         Err(broken) => {
             println!("broken: {}: {broken}", path.display());
             ExitCode::from(1)
+        }
+    }
+}
+
+/// --state-dir, else the config's state.dir, else the default; a config that does not read is a
+/// usage error (exit 2), reported as `vigil <cmd>: ...`.
+fn state_dir_of(cmd: &str, state_dir: Option<PathBuf>, config: Option<PathBuf>) -> Result<PathBuf, ExitCode> {
+    match state_dir {
+        Some(d) => Ok(d),
+        None => match config.as_deref().map(Config::read).transpose() {
+            Ok(c) => Ok(c.unwrap_or_default().state.dir),
+            Err(e) => {
+                eprintln!("vigil {cmd}: {e}");
+                Err(ExitCode::from(2))
+            }
+        },
+    }
+}
+
+/// `vigil backup`: see vigil::store::backup.
+fn backup(out: &std::path::Path, state_dir: Option<PathBuf>, config: Option<PathBuf>) -> ExitCode {
+    let dir = match state_dir_of("backup", state_dir, config) {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
+    match vigil::store::backup::backup(&dir, out) {
+        Ok(m) => {
+            println!("saved {} to {} (vigil {}, {}):", dir.display(), out.display(), m.vigil_version, m.created);
+            for f in &m.files {
+                println!("  {:<16} {:>12} bytes  sha256 {}", f.name, f.size, f.sha256);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("vigil backup: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `vigil restore`: see vigil::store::backup.
+fn restore(file: &std::path::Path, state_dir: Option<PathBuf>, config: Option<PathBuf>, force: bool) -> ExitCode {
+    let dir = match state_dir_of("restore", state_dir, config) {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
+    match vigil::store::backup::restore(file, &dir, force) {
+        Ok(r) => {
+            let m = &r.manifest;
+            println!(
+                "restored {} into {} (written by vigil {} at {}):",
+                file.display(),
+                dir.display(),
+                m.vigil_version,
+                m.created
+            );
+            for f in &m.files {
+                println!("  {:<16} {:>12} bytes  sha256 {}", f.name, f.size, f.sha256);
+            }
+            match r.audit {
+                None => println!("audit: no audit.jsonl in the archive"),
+                Some(Ok(v)) => println!("audit: ok: {} entries, head {}", v.entries, v.head),
+                Some(Err(broken)) => {
+                    println!("audit: broken: {broken} (the files are restored as archived)");
+                    return ExitCode::FAILURE;
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("vigil restore: {e}");
+            ExitCode::FAILURE
         }
     }
 }
