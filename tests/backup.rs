@@ -61,6 +61,13 @@ async fn a_live_backup_restores_routes_audit_reference_and_predictions() {
     let csv = vigil::demo::reference_csv(300, 9);
     let r = vigil.admin_req("PUT", "/admin/reference", Some(&csv), &[("content-type", "text/csv")]).await;
     assert_eq!(r.status, 200, "{}", r.text());
+    // The analysis thread takes the new reference at its next tick; records (and so logged
+    // predictions) start once it has.
+    eventually("the uploaded reference in use", || async {
+        let d = vigil.admin("GET", "/admin/drift", None).await.json();
+        d["status"] == "ok" && d["reference"]["rows"] == 300
+    })
+    .await;
     for i in 0..20 {
         infer(&vigil, &format!("req-{i}")).await;
     }
