@@ -24,15 +24,6 @@ fn text(o: &Output) -> String {
     format!("stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
-fn count_rows(state_dir: &Path) -> i64 {
-    let db = rusqlite::Connection::open_with_flags(
-        state_dir.join("predictions.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
-    db.query_row("SELECT count(*) FROM predictions", [], |r| r.get(0)).unwrap()
-}
-
 async fn infer(vigil: &Vigil, id: &str) {
     let body = json!({"inputs": [{"name": "x", "shape": [2, 4], "datatype": "FP64",
         "data": [40.0, 55000.0, 0.5, 36.0, 30.0, 45000.0, 0.3, 12.0]}]});
@@ -71,7 +62,7 @@ async fn a_live_backup_restores_routes_audit_reference_and_predictions() {
     for i in 0..20 {
         infer(&vigil, &format!("req-{i}")).await;
     }
-    eventually("40 rows in predictions.db", || async { count_rows(&state) == 40 }).await;
+    eventually("40 rows in predictions.db", || async { count_rows(&state, "") == 40 }).await;
 
     // The backup, while vigil runs.
     let archive = tmp.path().join("backup.tar");
@@ -107,7 +98,7 @@ async fn a_live_backup_restores_routes_audit_reference_and_predictions() {
 
     let out = vigil_cmd(&["audit", "verify", "--state-dir", new.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert_eq!(count_rows(&new), 40);
+    assert_eq!(count_rows(&new, ""), 40);
 
     // vigil on the restored dir: the changed routes and the uploaded reference are back.
     let vigil = start(&new).await;

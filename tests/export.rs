@@ -48,15 +48,6 @@ async fn infer(vigil: &Vigil, id: &str, rng: &mut fastrand::Rng) -> (Vec<[f64; 4
     (rows, (0..ROWS).map(|k| p[k].as_f64().unwrap()).collect())
 }
 
-fn count_rows(state_dir: &Path) -> i64 {
-    let db = rusqlite::Connection::open_with_flags(
-        state_dir.join("predictions.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
-    db.query_row("SELECT count(*) FROM predictions", [], |r| r.get(0)).unwrap()
-}
-
 async fn export(vigil: &Vigil, query: &str) -> Resp {
     vigil
         .admin_req("GET", &format!("/admin/export?{query}"), None, &[("authorization", &format!("Bearer {TOKEN}"))])
@@ -181,7 +172,7 @@ async fn labelled_traffic_exports_as_jsonl_csv_and_parquet() {
         sent.push((id, rows, probabilities));
     }
     poll_for("60 rows in predictions.db", || async {
-        let n = count_rows(&vigil.state_dir);
+        let n = count_rows(&vigil.state_dir, "");
         if n == 60 {
             Ok(())
         } else {

@@ -97,16 +97,6 @@ async fn performance_with(vigil: &Vigil, labelled: u64) -> Value {
     .await
 }
 
-/// The prediction log, read-only, as an operator's sqlite3 shell would open it.
-fn db(state_dir: &Path) -> rusqlite::Connection {
-    rusqlite::Connection::open_with_flags(state_dir.join("predictions.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .unwrap()
-}
-
-fn count_rows(state_dir: &Path, filter: &str) -> i64 {
-    db(state_dir).query_row(&format!("SELECT count(*) FROM predictions {filter}"), [], |r| r.get(0)).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn labels_join_their_predictions_and_performance_follows() {
     let model = DemoModel::start("v1").await;
@@ -218,7 +208,7 @@ async fn labels_join_their_predictions_and_performance_follows() {
 
     // The log, as an operator's sqlite3 shell sees it.
     assert_eq!(count_rows(&vigil.state_dir, "WHERE label IS NOT NULL"), 160);
-    let (p, label, version): (f64, i64, String) = db(&vigil.state_dir)
+    let (p, label, version): (f64, i64, String) = prediction_db(&vigil.state_dir)
         .query_row(
             "SELECT json_extract(predictions, '$.probability'), json_extract(label, '$'), version \
              FROM predictions WHERE request_id = 'req-10' AND row = 0",

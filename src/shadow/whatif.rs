@@ -6,7 +6,6 @@
 //! request that version answered, decodes it with the monitor's codec and schema, picks one row,
 //! and asks the same version what-if questions through an [`HttpOracle`].
 
-use super::answers::Reader;
 use super::attack::{self, Norm};
 use super::encode::Template;
 use super::engine::{rows_of, HttpOracle, Inner, Sampled, ADMIN_LANE};
@@ -207,7 +206,7 @@ impl State {
                 inner.book.lock().unwrap().add_sensitivity(&name, &sensitivity_input(&s));
             }
             Kind::Stress => {
-                let mut stress_reader = reader_for(&inner)?;
+                let mut stress_reader = inner.reader().ok_or("no reference")?;
                 let report = stress::run(&stress_cases, &template, book, &codec, &mut stress_reader, |case, body| {
                     // One case is one request, whatever its size: the large batch is the point.
                     let reply = oracle.send(body, case.rows.len() / case.width.max(1))?;
@@ -465,10 +464,6 @@ fn stress_input(r: &stress::StressReport) -> robustness::StressInput {
             })
             .collect(),
     }
-}
-
-fn reader_for(inner: &Inner) -> Result<Reader, String> {
-    inner.reader().ok_or_else(|| "no reference".to_owned())
 }
 
 /// A stand-in for a live request when an operator explains a payload before any live traffic.

@@ -1103,3 +1103,16 @@ async fn raw_upstream(answer: Option<&'static [u8]>) -> SocketAddr {
     });
     addr
 }
+
+/// The prediction log, read-only, as an operator's sqlite3 shell would open it.
+#[allow(dead_code)]
+pub fn prediction_db(state_dir: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open_with_flags(state_dir.join("predictions.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .unwrap()
+}
+
+/// Rows of the prediction log matching `filter` (SQL after `FROM predictions`, e.g. a WHERE clause).
+#[allow(dead_code)]
+pub fn count_rows(state_dir: &Path, filter: &str) -> i64 {
+    prediction_db(state_dir).query_row(&format!("SELECT count(*) FROM predictions {filter}"), [], |r| r.get(0)).unwrap()
+}
