@@ -7,6 +7,7 @@
 
 use crate::capture::{self, Consumer, LatencyBook};
 use crate::config::Config;
+use crate::control::watch::Watch;
 use crate::control::{Admin, Auth, Caller, DriftControl, FeedbackControl, ResourceControl};
 use crate::monitor::performance::Tracker;
 use crate::monitor::{self, Monitor, Settings};
@@ -182,7 +183,13 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         admission,
         shadow: shadow.as_ref().map(|s| s.handle()),
         resources: Arc::new(ResourceControl::from_config(&config.resources)),
+        watch: Some(Arc::new(Watch::new(
+            &config.alerts,
+            config.alerts.external_url.clone().unwrap_or_else(|| format!("http://{admin_addr}")),
+            dir,
+        ))),
     });
+    let watch_task = tokio::spawn(Watch::run(admin.clone()));
     let stop_admin = CancellationToken::new();
     let admin_task = tokio::spawn(proxy::server::serve(
         admin_listener,
@@ -195,6 +202,7 @@ pub async fn start(config: Config) -> Result<App, StartError> {
     ));
 
     let background = vec![
+        watch_task,
         tokio::spawn(probe_until_ready(
             routes.clone(),
             readiness.clone(),

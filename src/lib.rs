@@ -1,5 +1,6 @@
 //! vigil: an inference sidecar proxy. See ARCHITECTURE.md for the map.
 
+pub mod alerts;
 pub mod app;
 pub mod background;
 pub mod capture;
@@ -9,6 +10,7 @@ pub mod control;
 pub mod demo;
 pub mod monitor;
 pub mod proxy;
+pub mod rollout;
 pub mod routes;
 pub mod shadow;
 pub mod store;

@@ -94,6 +94,9 @@ enum Command {
         model: String,
         #[arg(long, default_value_t = 1)]
         threads: usize,
+        /// Answer 500 to this share of inference requests (a broken build, for rollout demos).
+        #[arg(long = "error-ratio", default_value_t = 0.0)]
+        error_ratio: f64,
     },
 }
 
@@ -223,7 +226,7 @@ fn main() -> ExitCode {
         Command::Backup { out, state_dir, config } => backup(&out, state_dir, config),
         Command::Restore { file, state_dir, config, force } => restore(&file, state_dir, config, force),
         Command::Healthcheck { admin } => healthcheck(admin),
-        Command::DemoModel { listen, model_version, model, threads } => {
+        Command::DemoModel { listen, model_version, model, threads, error_ratio } => {
             init_logging(&LogFormat::Text, "warn");
             runtime(threads).block_on(async move {
                 let listener = match tokio::net::TcpListener::bind(listen).await {
@@ -234,7 +237,8 @@ fn main() -> ExitCode {
                     }
                 };
                 eprintln!("demo model {model} {model_version} listening on {}", listener.local_addr().unwrap());
-                vigil::demo::model::serve(listener, vigil::demo::model::DemoModel::new(&model, &model_version)).await;
+                let m = vigil::demo::model::DemoModel::new(&model, &model_version).with_error_ratio(error_ratio);
+                vigil::demo::model::serve(listener, m).await;
                 ExitCode::SUCCESS
             })
         }

@@ -6,6 +6,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s.trim()).map_err(|e| e.to_string())
 }
 
+/// The way humans write it back: "5m", "1h 30m", "250ms".
+pub fn format(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
 pub mod serde {
     use serde::{de, Deserializer, Serializer};
     use std::time::Duration;

@@ -3,13 +3,15 @@
 //! Owns: turning a file and flags into a validated [`Config`]. May not touch: sockets, state, metrics.
 //! Every key is documented, with its default, in `config/vigil.toml`; keep the two in step.
 
+pub mod alerts;
 mod analysis;
-mod duration;
+pub mod duration;
 mod error;
 mod ground_truth;
 mod resources;
 mod shadow;
 
+pub use alerts::AlertsConfig;
 pub use analysis::{
     CodecConfig, CodecRoute, ColumnDrift, DriftConfig, Method, ProtocolChoice, ReferenceConfig, SchemaConfig,
     WindowSpec,
@@ -52,6 +54,7 @@ pub struct Config {
     pub performance: PerformanceConfig,
     pub shadow: ShadowConfig,
     pub resources: ResourcesConfig,
+    pub alerts: AlertsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -367,6 +370,7 @@ impl Config {
         self.prediction_log.validate()?;
         self.performance.validate()?;
         self.shadow.validate()?;
+        self.alerts.validate()?;
         self.resources.validate()?;
         if self.proxy.max_in_flight == 0 {
             return Err(ConfigError::invalid("proxy.max_in_flight", "0", "a positive number of requests"));

@@ -99,6 +99,10 @@ fn shipped_example_config_is_valid() {
     assert_eq!(c.performance.min_records, d.performance.min_records);
     assert_eq!(c.performance.margin, d.performance.margin);
     assert_eq!(c.resources, d.resources);
+    let (a, b) = (&c.alerts, &d.alerts);
+    assert_eq!((a.enabled, a.evaluate_every, a.builtin_rules), (b.enabled, b.evaluate_every, b.builtin_rules));
+    assert_eq!((&a.external_url, a.export_since), (&b.external_url, b.export_since));
+    assert_eq!((&a.rules, &a.receivers), (&b.rules, &b.receivers));
     assert_eq!(d.resources, ResourcesConfig::default());
 }
 
@@ -276,4 +280,26 @@ fn bad_shadow_settings_are_named() {
     let o = Overrides { mirrors: vec!["v2=0.25".into()], ..Overrides::default() };
     c.apply(&o).unwrap();
     assert_eq!(c.shadow.mirror.candidates.get("v2"), Some(&0.25));
+}
+
+#[test]
+fn alerts_keys_are_checked() {
+    let bad = |extra: &str| {
+        let c = Config::from_toml(&format!("{MINIMAL}{extra}"), "t.toml").unwrap();
+        c.validate().unwrap_err().to_string()
+    };
+    let rule = "[[alerts.rules]]\nalert = \"A\"\nfigure = \"error_ratio\"\n";
+    assert!(bad(rule).contains("alerts.rules[0].above"), "no threshold");
+    assert!(bad(&format!("{rule}above = 1\nbelow = 0\n")).contains("exactly one finite threshold"));
+    assert!(bad(&format!("{rule}above = 0.1\nclear = 0.2\n")).contains("alerts.rules[0].clear"));
+    assert!(bad(&format!("{rule}above = 0.1\nwindow = \"20s\"\n")).contains("alerts.rules[0].window"));
+    assert!(bad(&format!("{rule}above = 0.1\nreceivers = [\"x\"]\n")).contains("alerts.rules[0].receivers"));
+    assert!(bad(&format!("{rule}above = 1\n{rule}above = 2\n")).contains("alerts.rules[1].alert"));
+    assert!(bad("[[alerts.receivers]]\nname = \"r\"\n").contains("exactly one of webhook"));
+    assert!(bad("[[alerts.receivers]]\nname = \"r\"\nwebhook = \"ftp://x\"\n").contains("alerts.receivers[0].webhook"));
+    assert!(bad("[alerts]\nevaluate_every = \"10ms\"\n").contains("alerts.evaluate_every"));
+    let ok = Config::from_toml(&format!("{MINIMAL}{rule}above = 0.1\n"), "t.toml").unwrap();
+    ok.validate().unwrap();
+    let names: Vec<String> = ok.alerts.effective_rules().into_iter().map(|r| r.alert).collect();
+    assert_eq!(names.len(), crate::config::alerts::builtin_rules().len() + 1);
 }

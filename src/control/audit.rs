@@ -155,6 +155,7 @@ mod tests {
                 target: None,
                 before: Value::Null,
                 after: Value::Null,
+                detail: None,
             })
             .unwrap();
         }

@@ -228,6 +228,7 @@ async fn save_and_audit(
         target: Some("reference".into()),
         before: before.map(|b| serde_json::json!({"rows": b.rows, "source": b.source})).unwrap_or_default(),
         after,
+        detail: None,
     };
     let staged = match table {
         Some(t) => Some(ctl.store.stage(t, source.clone()).map_err(|e| write_error("reference", &ctl.store, e))?),

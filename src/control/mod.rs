@@ -13,8 +13,10 @@ pub mod feedback;
 mod performance;
 mod reply;
 mod resources;
+mod rollouts;
 mod shadow;
 mod versions;
+pub mod watch;
 
 pub use auth::Auth;
 pub use drift::DriftControl;
@@ -57,6 +59,8 @@ pub struct Admin {
     pub shadow: Option<crate::shadow::ShadowHandle>,
     /// Resource usage of vigil, the model process and the model's cgroup (`[resources]`).
     pub resources: Arc<ResourceControl>,
+    /// The watch loop's state: scrape history, alert engine, rollouts. Set once at start.
+    pub watch: Option<Arc<watch::Watch>>,
 }
 
 pub type AdminResponse = Response<Full<Bytes>>;
@@ -142,6 +146,15 @@ impl Admin {
             (["admin", "explain"], &Method::POST) => shadow::post_explain(self, req).await,
             (["admin", "explain", id], &Method::GET) => shadow::get_explain(self, id, &req).await,
             (["admin", "audit"], &Method::GET) => audit::get(self, &req).await,
+            (["admin", "alerts"], &Method::GET) => self.alerts(),
+            (["admin", "rollouts"], &Method::GET) => rollouts::get(self),
+            (["admin", "rollouts"], &Method::POST) => rollouts::post(self, req, caller).await,
+            (["admin", "rollouts", id, verb], &Method::POST)
+                if matches!(*verb, "abort" | "pause" | "resume" | "promote") =>
+            {
+                let (id, verb) = ((*id).to_owned(), (*verb).to_owned());
+                rollouts::act(self, &id, &verb, req, caller).await
+            }
             (["admin", "resources"], &Method::GET) => {
                 let rc = self.resources.clone();
                 blocking(move || rc.get()).await
@@ -163,7 +176,8 @@ impl Admin {
         }
     }
 
-    async fn metrics(&self) -> Result<AdminResponse, ApiError> {
+    /// What `/metrics` shows: the recorder's series and the resource readings of this moment.
+    pub async fn metrics_text(&self) -> Result<String, ApiError> {
         // Read first: this scrape's failed readings are then in this scrape's error counters.
         // /proc and cgroup files are read on the blocking pool: listing a model server's fds or
         // scanning /proc for its name takes milliseconds, which the data path's thread must not wait.
@@ -171,6 +185,19 @@ impl Admin {
         let readings = blocking(move || rc.read()).await?;
         let mut out = self.prometheus.render();
         readings.render(&mut out);
+        Ok(out)
+    }
+
+    fn alerts(&self) -> Result<AdminResponse, ApiError> {
+        let engine = self.watch.as_ref().and_then(|w| w.alerts.as_ref()).ok_or_else(|| {
+            ApiError::new(StatusCode::NOT_FOUND, "alerts_disabled", "alerting is off (alerts.enabled = false)")
+        })?;
+        let view = engine.lock().unwrap_or_else(|p| p.into_inner()).view();
+        Ok(json(StatusCode::OK, &view))
+    }
+
+    async fn metrics(&self) -> Result<AdminResponse, ApiError> {
+        let out = self.metrics_text().await?;
         let mut res = Response::new(Full::new(Bytes::from(out)));
         res.headers_mut().insert(
             http::header::CONTENT_TYPE,
@@ -190,7 +217,9 @@ fn not_found_or_method(segments: &[&str], method: &Method) -> ApiError {
     let allowed: &[&str] = match segments {
         ["healthz"] | ["readyz"] | ["metrics"] | ["admin", "versions"] | ["admin", "latency"] => &["GET"],
         ["admin", "drift"] | ["admin", "drift", _] | ["admin", "performance"] => &["GET"],
-        ["admin", "audit"] => &["GET"],
+        ["admin", "audit"] | ["admin", "alerts"] => &["GET"],
+        ["admin", "rollouts"] => &["GET", "POST"],
+        ["admin", "rollouts", _, "abort" | "pause" | "resume" | "promote"] => &["POST"],
         ["admin", "shadow"] | ["admin", "robustness"] | ["admin", "explain", _] => &["GET"],
         ["admin", "resources"] => &["GET"],
         ["admin", "explain"] => &["POST"],

@@ -153,6 +153,7 @@ async fn audit(
         target: Some(name.to_owned()),
         before: serde_json::json!({ "mirrors": before }),
         after: serde_json::json!({ "mirrors": after }),
+        detail: None,
     };
     let log = admin.audit.clone();
     tokio::task::spawn_blocking(move || log.append(&entry))

@@ -47,7 +47,7 @@ pub async fn put(
     };
     let change = VersionChange { url, weight: body.weight, protocol: body.protocol };
     let mut created = false;
-    let after = mutate(admin, &actor, caller, "version.put", Some(name), |r| {
+    let after = mutate(admin, &actor, Some(caller.remote), "version.put", Some(name), |r| {
         let (next, was_created) = r.put(name, change)?;
         created = was_created;
         Ok(next)
@@ -66,7 +66,7 @@ pub async fn delete(
 ) -> Result<AdminResponse, ApiError> {
     admin.auth.check(req.headers())?;
     let actor = actor(&req, admin);
-    let after = mutate(admin, &actor, caller, "version.delete", Some(name), |r| r.delete(name)).await?;
+    let after = mutate(admin, &actor, Some(caller.remote), "version.delete", Some(name), |r| r.delete(name)).await?;
     Ok(json(StatusCode::OK, &serde_json::json!({"deleted": name, "routes": after.view()})))
 }
 
@@ -78,26 +78,41 @@ pub async fn activate(
 ) -> Result<AdminResponse, ApiError> {
     admin.auth.check(req.headers())?;
     let actor = actor(&req, admin);
-    let after = mutate(admin, &actor, caller, "version.activate", Some(name), |r| r.activate(name)).await?;
+    let after =
+        mutate(admin, &actor, Some(caller.remote), "version.activate", Some(name), |r| r.activate(name)).await?;
     Ok(json(StatusCode::OK, &after.view()))
 }
 
 pub async fn rollback(admin: &Admin, req: Request<Incoming>, caller: &Caller) -> Result<AdminResponse, ApiError> {
     admin.auth.check(req.headers())?;
     let actor = actor(&req, admin);
-    let after = mutate(admin, &actor, caller, "version.rollback", None, |r| r.rollback()).await?;
+    let after = mutate(admin, &actor, Some(caller.remote), "version.rollback", None, |r| r.rollback()).await?;
     Ok(json(StatusCode::OK, &after.view()))
 }
 
 /// The one way the routes table changes: compute the next snapshot, audit it, persist it, swap
 /// it in. Serialized by `admin.editor`. A change that leaves the table as it was is a no-op and
 /// is not audited.
-async fn mutate(
+/// `remote` is the caller's address, None for vigil's own decisions (rollouts); `detail` goes
+/// into the audit line (a rollout's reason).
+pub(super) async fn mutate(
     admin: &Admin,
     actor: &str,
-    caller: &Caller,
+    remote: Option<std::net::SocketAddr>,
     action: &str,
     target: Option<&str>,
+    edit: impl FnOnce(&Routes) -> Result<Routes, RouteError>,
+) -> Result<Arc<Routes>, ApiError> {
+    mutate_with(admin, actor, remote, action, target, None, edit).await
+}
+
+pub(super) async fn mutate_with(
+    admin: &Admin,
+    actor: &str,
+    remote: Option<std::net::SocketAddr>,
+    action: &str,
+    target: Option<&str>,
+    detail: Option<serde_json::Value>,
     edit: impl FnOnce(&Routes) -> Result<Routes, RouteError>,
 ) -> Result<Arc<Routes>, ApiError> {
     let _editor = admin.editor.lock().await;
@@ -110,11 +125,12 @@ async fn mutate(
     let entry = AuditEntry {
         time: AuditEntry::now(),
         actor: actor.to_owned(),
-        remote: Some(caller.remote.to_string()),
+        remote: remote.map(|r| r.to_string()),
         action: action.to_owned(),
         target: target.map(str::to_owned),
         before: serde_json::to_value(&before_view).expect("view serializes"),
         after: serde_json::to_value(&after_view).expect("view serializes"),
+        detail,
     };
     let (audit, state_file) = (admin.audit.clone(), admin.state_file.clone());
     let (old, new) = (before.persisted(), after.persisted());

@@ -27,6 +27,9 @@ pub struct DemoModel {
     /// Inference requests and rows received, by `x-vigil-shadow` kind ("live" without the
     /// header): `GET /stats/received`. Tests count what vigil's shadow traffic cost the model.
     received: Arc<std::sync::Mutex<std::collections::BTreeMap<String, (u64, u64)>>>,
+    /// A broken build on purpose (`--error-ratio`): every n-th inference answers 500.
+    fail_every: Option<u64>,
+    inferences: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl DemoModel {
@@ -42,7 +45,22 @@ impl DemoModel {
             weights,
             bias,
             received: Default::default(),
+            fail_every: None,
+            inferences: Default::default(),
         }
+    }
+
+    /// Answers `500 {"error": "..."}` to this share of inference requests (evenly spread: every
+    /// round(1/ratio)-th one), the way a bad build of a model fails. Tests and the demo roll out
+    /// such a version to show an automatic rollback.
+    pub fn with_error_ratio(mut self, ratio: f64) -> DemoModel {
+        self.fail_every = (ratio > 0.0).then(|| (1.0 / ratio.min(1.0)).round().max(1.0) as u64);
+        self
+    }
+
+    fn fails_now(&self) -> bool {
+        let n = self.inferences.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        self.fail_every.is_some_and(|k| n % k == 0)
     }
 
     pub fn predict_row(&self, row: &[f64]) -> f64 {
@@ -142,6 +160,11 @@ impl DemoModel {
             | (&Method::POST, ["v2", "models", m, "versions", _, "infer"]) => {
                 if *m != self.model_name {
                     not_found(m)
+                } else if self.fails_now() {
+                    reply(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        json!({"error": "demo model: failing on purpose (--error-ratio)"}),
+                    )
                 } else {
                     let m = self.clone();
                     with_json(req, move |v, kind| m.infer_v2(v, kind)).await

@@ -421,6 +421,7 @@ fn save_learned(store: &ReferenceStore, audit: &AuditLog, table: &Table, source:
             target: Some("reference".into()),
             before: serde_json::Value::Null,
             after: serde_json::json!({"rows": table.rows, "source": source}),
+            detail: None,
         };
         match audit.append(&entry) {
             Ok(()) => staged.commit(),
@@ -469,6 +470,11 @@ fn publish(version: &str, r: &VersionReport) {
             metrics::gauge!(telemetry::COVARIATE_SHIFT_SCORE, "version" => v.clone()).set(s);
         }
         metrics::gauge!(telemetry::COVARIATE_SHIFT_THRESHOLD, "version" => v.clone()).set(c.threshold);
+        metrics::gauge!(telemetry::COVARIATE_SHIFT_DRIFTED, "version" => v.clone()).set(if c.drift {
+            1.0
+        } else {
+            0.0
+        });
     }
     metrics::gauge!(telemetry::DRIFT_WINDOW_RECORDS, "version" => v).set(r.window.records as f64);
 }

@@ -441,6 +441,7 @@ impl Inner {
                     target: Some(flag.client.clone()),
                     before: serde_json::Value::Null,
                     after: serde_json::to_value(&flag).unwrap_or_default(),
+                    detail: None,
                 };
                 if let Err(e) = audit.append(&entry) {
                     tracing::error!(error = %e, "cannot audit a probing flag");

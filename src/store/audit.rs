@@ -48,6 +48,10 @@ pub struct AuditEntry {
     pub target: Option<String>,
     pub before: serde_json::Value,
     pub after: serde_json::Value,
+    /// Why, when the action has a reason beyond the change itself (a rollout's analysis, an
+    /// alert's figure). Absent from the line when None.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<serde_json::Value>,
 }
 
 impl AuditEntry {
@@ -393,6 +397,7 @@ mod tests {
             target: Some("v2".into()),
             before: serde_json::json!({"active": "v1"}),
             after: serde_json::json!({"active": "v2"}),
+            detail: None,
         }
     }
 

@@ -6,6 +6,7 @@
 
 mod process;
 mod resources;
+pub mod scrape;
 
 pub use process::{parse_stat, ProcessStats, ReadError, Scale};
 pub use resources::{
@@ -85,6 +86,13 @@ pub const DATASET_DRIFT_SHARE: &str = "vigil_dataset_drift_share";
 pub const DATASET_DRIFTED: &str = "vigil_dataset_drifted";
 pub const COVARIATE_SHIFT_SCORE: &str = "vigil_covariate_shift_score";
 pub const COVARIATE_SHIFT_THRESHOLD: &str = "vigil_covariate_shift_threshold";
+pub const COVARIATE_SHIFT_DRIFTED: &str = "vigil_covariate_shift_drifted";
+pub const ALERTS_FIRING: &str = "vigil_alerts_firing";
+pub const ALERTS_PENDING: &str = "vigil_alerts_pending";
+pub const ALERT_NOTIFICATIONS: &str = "vigil_alert_notifications_total";
+pub const ROLLOUT_FAILED: &str = "vigil_rollout_failed";
+pub const ROLLOUT_PHASE: &str = "vigil_rollout_phase";
+pub const ROLLOUT_WEIGHT: &str = "vigil_rollout_weight";
 pub const DRIFT_WINDOW_RECORDS: &str = "vigil_drift_window_records";
 pub const DRIFT_EVALUATION_DURATION: &str = "vigil_drift_evaluation_duration_seconds";
 pub const REFERENCE_ROWS: &str = "vigil_reference_rows";
@@ -105,6 +113,79 @@ const LATENCY_BUCKETS: &[f64] = &[
 ];
 
 /// Installs the global Prometheus recorder (once per process) and describes every metric.
+/// Every gauge vigil puts on /metrics: the figures an alert rule (`[alerts]`) may name as is.
+pub fn gauge_names() -> &'static [&'static str] {
+    &[
+        ACTIVE_VERSION,
+        ADVERSARIAL_EPSILON_MEDIAN,
+        ADVERSARIAL_FLIP_RATIO,
+        COVARIATE_SHIFT_DRIFTED,
+        COVARIATE_SHIFT_SCORE,
+        COVARIATE_SHIFT_THRESHOLD,
+        DATASET_DRIFTED,
+        DATASET_DRIFT_SHARE,
+        DRIFT_WINDOW_RECORDS,
+        FAIRNESS_DEMOGRAPHIC_PARITY_DIFFERENCE,
+        FAIRNESS_DISPARATE_IMPACT_RATIO,
+        FAIRNESS_EQUAL_OPPORTUNITY_DIFFERENCE,
+        FEATURE_DRIFTED,
+        FEATURE_DRIFT_P_VALUE,
+        FEATURE_DRIFT_SCORE,
+        FEATURE_IMPORTANCE,
+        FEATURE_SENSITIVITY,
+        IMPORTANCE_DRIFT,
+        IN_FLIGHT,
+        MIRROR_AGREEMENT,
+        MIRROR_ERROR_RATIO,
+        MIRROR_NOISE_AGREEMENT,
+        MIRROR_SCORE_DIFF,
+        MODEL_ACCURACY,
+        MODEL_BRIER,
+        MODEL_DEGRADED,
+        MODEL_ESTIMATED_ACCURACY,
+        MODEL_ESTIMATED_ROC_AUC,
+        MODEL_F1,
+        MODEL_LOG_LOSS,
+        MODEL_MAE,
+        MODEL_PERFORMANCE_GAP,
+        MODEL_PRECISION,
+        MODEL_PR_AUC,
+        MODEL_R2,
+        MODEL_RECALL,
+        MODEL_RMSE,
+        MODEL_ROC_AUC,
+        PERFORMANCE_LABELLED,
+        PREDICTION_DRIFTED,
+        PREDICTION_DRIFT_P_VALUE,
+        PREDICTION_DRIFT_SCORE,
+        PREDICTION_LOG_ROWS,
+        PROBING_SUSPECTS,
+        READY,
+        REFERENCE_ROWS,
+        SEGMENT_ACCURACY,
+        SEGMENT_SELECTION_RATE,
+        SENSITIVITY_FLIP_RATIO,
+        SHADOW_BUDGET_RATE,
+        SHADOW_PAUSED,
+        TRAFFIC_SHARE,
+        ALERTS_FIRING,
+        ROLLOUT_FAILED,
+        ROLLOUT_PHASE,
+        ROLLOUT_WEIGHT,
+        "vigil_model_cgroup_memory_anon_bytes",
+        "vigil_model_cgroup_memory_bytes",
+        "vigil_model_cgroup_memory_file_bytes",
+        "vigil_model_cgroup_memory_limit_bytes",
+        "vigil_model_cgroup_pids",
+        "vigil_model_process_open_fds",
+        "vigil_model_process_resident_memory_bytes",
+        "vigil_model_process_threads",
+        "vigil_process_threads",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+    ]
+}
+
 pub fn install() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
@@ -270,6 +351,16 @@ fn describe() {
         "Mean PCA reconstruction error of the window (multivariate covariate shift)."
     );
     describe_gauge!(COVARIATE_SHIFT_THRESHOLD, "Alert bound of the covariate shift score for the window's size.");
+    describe_gauge!(
+        ROLLOUT_FAILED,
+        "1 after the last rollout of this candidate was rolled back by its analysis; 0 when a new one starts."
+    );
+    describe_gauge!(ROLLOUT_PHASE, "1 for the phase the last rollout of this candidate is in, by candidate and phase.");
+    describe_gauge!(ROLLOUT_WEIGHT, "Traffic percentage the rollout gives its candidate.");
+    describe_gauge!(ALERTS_FIRING, "Alert instances firing, by rule.");
+    describe_gauge!(ALERTS_PENDING, "Alert instances pending (condition true, `for` not yet elapsed), by rule.");
+    describe_counter!(ALERT_NOTIFICATIONS, "Alert notifications sent, by receiver and result (ok, error).");
+    describe_gauge!(COVARIATE_SHIFT_DRIFTED, "1 when the covariate shift score is above its threshold, else 0.");
     describe_gauge!(DRIFT_WINDOW_RECORDS, "Records in the live drift window, by version.");
     describe_histogram!(DRIFT_EVALUATION_DURATION, Unit::Seconds, "Time one drift evaluation of every window took.");
     describe_gauge!(REFERENCE_ROWS, "Rows of the reference data set in use.");

@@ -801,8 +801,14 @@ pub struct DemoModel {
 
 impl DemoModel {
     pub async fn start(version: &str) -> DemoModel {
+        DemoModel::start_with(version, &[]).await
+    }
+
+    /// With extra `vigil demo-model` flags, e.g. `["--error-ratio", "0.5"]`.
+    pub async fn start_with(version: &str, extra: &[&str]) -> DemoModel {
         let mut cmd = Command::new(BIN);
         cmd.args(["demo-model", "--listen", "127.0.0.1:0", "--model-version", version]);
+        cmd.args(extra);
         let mut proc = spawn_logged(cmd);
         let line = proc.wait_for_line("listening on").await;
         let addr = line.rsplit(' ').next().unwrap().trim().parse().expect("demo model address");
