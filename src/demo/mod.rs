@@ -110,10 +110,11 @@ const DEMO_SHIFT: &str = "income=1.0@60s";
 
 pub async fn run(opts: DemoOptions) -> ExitCode {
     let mut models = Vec::new();
-    for version in ["v1", "v2"] {
+    // v3 is a broken build (3 in 10 requests answer 500) to roll out and watch roll back.
+    for (version, error_ratio) in [("v1", 0.0), ("v2", 0.0), ("v3", 0.3)] {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("loopback port");
         let addr = listener.local_addr().expect("bound");
-        tokio::spawn(model::serve(listener, model::DemoModel::new("demo", version)));
+        tokio::spawn(model::serve(listener, model::DemoModel::new("demo", version).with_error_ratio(error_ratio)));
         models.push((version, addr));
     }
     let state_dir = std::env::temp_dir().join(format!("vigil-demo-{}", std::process::id()));
@@ -176,7 +177,7 @@ pub async fn run(opts: DemoOptions) -> ExitCode {
     let (proxy, admin) = (app.proxy_addr, app.admin_addr);
     println!(
         "\nvigil demo is running (state in {dir}).\n\
-         \n  model server   v1 http://{v1}   v2 http://{v2}\
+         \n  model server   v1 http://{v1}   v2 http://{v2}   v3 http://{v3} (a broken build: 30% errors)\
          \n  proxy          http://{proxy}   ({rate} req/s of V2 traffic: 90% v1, 10% v2 canary)\
          \n  control plane  http://{admin}\n\
          \nTry:\
@@ -195,11 +196,16 @@ pub async fn run(opts: DemoOptions) -> ExitCode {
          \n  curl -s http://{admin}/admin/robustness   (sensitivity, stress, adversarial flips, feature importance)\
          \n  curl -s http://{admin}/admin/explain -H 'content-type: application/json' -d '{{\"path\": \"/v2/models/demo/infer\",\
          \n       \"request\": {{\"inputs\":[{{\"name\":\"input-0\",\"shape\":[1,4],\"datatype\":\"FP64\",\"data\":[35,42000,0.7,12]}}]}}}}'\
+         \n  curl -s -X POST http://{admin}/admin/rollouts -d '{{\"candidate\": \"v3\", \"steps\": [10, 50, 100], \"step_duration\": \"30s\",\
+         \n       \"analysis\": {{\"interval\": \"5s\"}}}}'   (v3 fails 30% of its requests: watch it roll back)\
+         \n  curl -s http://{admin}/admin/rollouts\
+         \n  curl -s http://{admin}/admin/alerts        (VigilRolloutRolledBack fires after that rollback)\
          \n  curl -s http://{admin}/metrics | grep ^vigil_\n\
          \nCtrl-C stops.\n",
         dir = state_dir.display(),
         v1 = models[0].1,
         v2 = models[1].1,
+        v3 = models[2].1,
         rate = opts.rate,
     );
 
