@@ -7,10 +7,10 @@
 //!   (`.ci/run` builds one in `target/browser-venv`). Without it the test says so and passes,
 //!   except under CI=true, where it fails. vigil runs in front of the demo model as v1 and v2 with
 //!   a reference, traffic flows, and v2 is activated through the API (v1 is `previous`); the
-//!   script checks the page (charts with data, versions, the API's error for a wrong token) and
-//!   clicks Roll back with the right token; this side then checks that the API says v1 is active
-//!   and the audit trail has the rollback, by the token's holder. The screenshot is
-//!   `target/dashboard.png`.
+//!   script checks the page (charts with data, versions, the API's error for a wrong token),
+//!   clicks Roll back with the right token, then Activate v2 and Roll back again; this side then
+//!   checks that the API says v1 is active and the audit trail has exactly those changes, by the
+//!   token's holder. The screenshot is `target/dashboard.png`.
 
 mod support;
 
@@ -184,13 +184,20 @@ async fn rollback_from_the_dashboard_in_headless_chromium() {
     let v = vigil.versions().await;
     assert_eq!(v["active"], "v1", "{v}");
     let audit = vigil.admin("GET", "/admin/audit?action=version.rollback", None).await.json();
-    assert_eq!(audit["matched"], 1, "{audit}");
-    let entry = &audit["entries"][0];
-    assert_eq!(entry["actor"], "admin", "{entry}");
-    assert_eq!(entry["before"]["active"], "v2", "{entry}");
-    assert_eq!(entry["after"]["active"], "v1", "{entry}");
-    // The refused click (wrong token) changed and audited nothing.
-    let actions: Vec<Value> = vigil.audit().iter().map(|e| e["action"].clone()).collect();
-    assert_eq!(actions, ["version.activate", "version.rollback"]);
+    assert_eq!(audit["matched"], 2, "{audit}");
+    for entry in audit["entries"].as_array().unwrap() {
+        assert_eq!(entry["actor"], "admin", "{entry}");
+        assert_eq!(entry["before"]["active"], "v2", "{entry}");
+        assert_eq!(entry["after"]["active"], "v1", "{entry}");
+    }
+    // The API's activation, then the page's rollback, Activate v2 and rollback; the refused click
+    // (wrong token) changed and audited nothing.
+    let trail = vigil.audit();
+    let actions: Vec<(&str, &str)> =
+        trail.iter().map(|e| (e["action"].as_str().unwrap(), e["target"].as_str().unwrap_or("-"))).collect();
+    assert_eq!(
+        actions,
+        [("version.activate", "v2"), ("version.rollback", "-"), ("version.activate", "v2"), ("version.rollback", "-")]
+    );
     assert!(std::fs::metadata(&screenshot).map(|m| m.len() > 10_000).unwrap_or(false), "no screenshot");
 }

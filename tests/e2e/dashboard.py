@@ -11,7 +11,7 @@ Checks, in order (any failure raises and exits non-zero with the reason):
 3. the versions table lists v1 and v2, v2 active;
 4. a wrong token: Roll back shows the API's JSON error (kind "unauthorized"), nothing changes;
 5. the right token: Roll back succeeds and the table shows v1 active; the token is in
-   sessionStorage, never in the page's URL;
+   sessionStorage, never in the page's URL; then Activate v2 and Roll back once more;
 6. a full-page screenshot is saved;
 7. with /admin/alerts and /admin/rollouts answered by the contract's JSON and /admin/shadow by
    a 404 of its own kind (routes intercepted in the browser), the alerts panel lists the firing
@@ -200,6 +200,12 @@ def main():
             if args.token in page.url:
                 fail("the token is in the URL", url=page.url)
             page.wait_for_selector('[data-testid="audit-row"][data-action="version.rollback"]')
+
+            # 5b. Activate from the page too, then roll back again: v1 active at the end.
+            page.click('[data-testid="activate-v2"]')
+            page.wait_for_selector('[data-testid="version-row-v2"][data-active="true"]')
+            page.click('[data-testid="rollback-button"]')
+            page.wait_for_selector('[data-testid="version-row-v1"][data-active="true"]')
 
             # 6. The screenshot, once the page has drawn the rollback's poll.
             polls_at_least(page, 6)

@@ -98,7 +98,7 @@ const missing = new Map();
 async function getJSON(path) {
   if (missing.has(path)) return missing.get(path);
   try {
-    const res = await fetch(path, { cache: "no-store" });
+    const res = await fetch(path, { cache: "no-store", signal: AbortSignal.timeout(10000) });
     const text = await res.text();
     let body = null;
     try { body = JSON.parse(text); } catch (_) { body = null; }
@@ -599,7 +599,7 @@ async function act(method, path, what) {
   if (token) headers.authorization = "Bearer " + token;
   let status = 0, text = "";
   try {
-    const res = await fetch(path, { method, headers, cache: "no-store" });
+    const res = await fetch(path, { method, headers, cache: "no-store", signal: AbortSignal.timeout(30000) });
     status = res.status;
     text = await res.text();
   } catch (e) {
