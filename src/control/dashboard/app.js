@@ -157,12 +157,16 @@ function colour(name) {
 
 /**
  * A time-series line chart into `box`: series [{name, cls, values: [[t, y|null], ...]}] over the
- * ring's 10 minutes. Each series' path carries data-points (its count of non-null points).
+ * ring's span. Each series' path carries data-points (its count of non-null points).
  * opts: {unit, min, max, limit (a dashed horizontal line)}.
  */
 function lineChart(box, series, opts) {
   opts = opts || {};
-  const now = Date.now(), t0 = now - RING_MS;
+  // The x axis spans what the ring holds (at least a minute, at most its 10), so a fresh tab's
+  // first seconds are readable too.
+  const now = Date.now();
+  const span = Math.min(RING_MS, Math.max(60 * 1000, ring.length ? now - ring[0].t : 0));
+  const t0 = now - span;
   let lo = opts.min !== undefined ? opts.min : Infinity, hi = opts.max !== undefined ? opts.max : -Infinity;
   for (const s of series) for (const [, y] of s.values) if (y !== null && Number.isFinite(y)) {
     if (opts.min === undefined) lo = Math.min(lo, y);
@@ -171,7 +175,7 @@ function lineChart(box, series, opts) {
   if (opts.limit !== undefined) hi = Math.max(hi, opts.limit * 1.1);
   if (!Number.isFinite(lo)) lo = 0;
   if (!Number.isFinite(hi) || hi <= lo) hi = lo + 1;
-  const x = (t) => PAD.l + ((t - t0) / RING_MS) * (W - PAD.l - PAD.r);
+  const x = (t) => PAD.l + ((t - t0) / span) * (W - PAD.l - PAD.r);
   const y = (v) => H - PAD.b - ((v - lo) / (hi - lo)) * (H - PAD.t - PAD.b);
   const svg = svgEl("svg", { viewBox: `0 0 ${W} ${H}`, role: "img" });
   for (let i = 0; i <= 3; i++) {
@@ -179,8 +183,9 @@ function lineChart(box, series, opts) {
     svg.append(svgEl("line", { class: i === 0 ? "axis" : "grid", x1: PAD.l, x2: W - PAD.r, y1: yy, y2: yy }));
     svg.append(svgEl("text", { x: PAD.l - 4, y: yy + 3, "text-anchor": "end", text: opts.pct ? pct(v) : axis(v) + (opts.unit || "") }));
   }
-  for (const [label, t] of [["-10m", t0], ["-5m", t0 + RING_MS / 2], ["now", now]]) {
-    svg.append(svgEl("text", { x: x(t), y: H - 5, "text-anchor": label === "now" ? "end" : label === "-10m" ? "start" : "middle", text: label }));
+  const ago = (ms) => (ms >= 60000 ? "-" + fmt(ms / 60000, 1) + " min" : "-" + Math.round(ms / 1000) + " s");
+  for (const [label, t, anchor] of [[ago(span), t0, "start"], [ago(span / 2), t0 + span / 2, "middle"], ["now", now, "end"]]) {
+    svg.append(svgEl("text", { x: x(t), y: H - 5, "text-anchor": anchor, text: label }));
   }
   if (opts.limit !== undefined) {
     svg.append(svgEl("line", { class: "limit", x1: PAD.l, x2: W - PAD.r, y1: y(opts.limit), y2: y(opts.limit) }));
