@@ -245,8 +245,8 @@ async fn bad_requests_are_refused_with_json_errors_and_change_nothing() {
         assert_eq!(r.header("allow"), Some(allow), "{method} {path}");
     }
 
-    // Unknown routes: 404.
-    for path in ["/", "/nope", "/admin", "/admin/versions/v1/extra", "/admin/versions/v1/activate/now"] {
+    // Unknown routes: 404 (`/` is the dashboard, tests/dashboard.rs).
+    for path in ["/dashboard", "/nope", "/admin", "/admin/versions/v1/extra", "/admin/versions/v1/activate/now"] {
         assert_api_error(&vigil.admin("GET", path, None).await, 404, "not_found");
     }
 

@@ -7,6 +7,7 @@
 
 mod audit;
 mod auth;
+mod dashboard;
 mod drift;
 pub mod export;
 pub mod feedback;
@@ -108,6 +109,8 @@ impl Admin {
         let segments: Vec<&str> = path.split('/').skip(1).collect();
         let method = req.method().clone();
         match (segments.as_slice(), &method) {
+            ([], &Method::GET) => Ok(dashboard::index(req.headers())),
+            (["dashboard", file], &Method::GET) => dashboard::asset(file, req.headers()),
             (["healthz"], &Method::GET) => Ok(json(StatusCode::OK, &serde_json::json!({"status": "ok"}))),
             (["readyz"], &Method::GET) => Ok(self.readyz()),
             (["metrics"], &Method::GET) => self.metrics().await,
@@ -222,6 +225,7 @@ fn not_found_or_method(segments: &[&str], method: &Method) -> ApiError {
         ["admin", "rollouts", _, "abort" | "pause" | "resume" | "promote"] => &["POST"],
         ["admin", "shadow"] | ["admin", "robustness"] | ["admin", "explain", _] => &["GET"],
         ["admin", "resources"] => &["GET"],
+        [] | ["dashboard", _] => &["GET"],
         ["admin", "explain"] => &["POST"],
         ["admin", "export"] => &["GET"],
         ["admin", "shadow", "mirrors", _] => &["PUT", "DELETE"],
