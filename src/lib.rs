@@ -9,6 +9,7 @@ pub mod control;
 pub mod demo;
 pub mod monitor;
 pub mod proxy;
+pub mod report;
 pub mod routes;
 pub mod shadow;
 pub mod store;

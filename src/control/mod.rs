@@ -12,6 +12,7 @@ pub mod export;
 pub mod feedback;
 mod performance;
 mod reply;
+pub mod report;
 mod resources;
 mod shadow;
 mod versions;
@@ -57,6 +58,8 @@ pub struct Admin {
     pub shadow: Option<crate::shadow::ShadowHandle>,
     /// Resource usage of vigil, the model process and the model's cgroup (`[resources]`).
     pub resources: Arc<ResourceControl>,
+    /// `GET /admin/report` and the `[report]` schedule's files.
+    pub report: Arc<report::ReportControl>,
 }
 
 pub type AdminResponse = Response<Full<Bytes>>;
@@ -146,6 +149,7 @@ impl Admin {
                 let rc = self.resources.clone();
                 blocking(move || rc.get()).await
             }
+            (["admin", "report"], &Method::GET) => report::get(self, &req).await,
             (["admin", "latency"], &Method::GET) => {
                 Ok(json(StatusCode::OK, &serde_json::json!({"unit": "ms", "versions": self.latency.summary()})))
             }
@@ -193,6 +197,7 @@ fn not_found_or_method(segments: &[&str], method: &Method) -> ApiError {
         ["admin", "audit"] => &["GET"],
         ["admin", "shadow"] | ["admin", "robustness"] | ["admin", "explain", _] => &["GET"],
         ["admin", "resources"] => &["GET"],
+        ["admin", "report"] => &["GET"],
         ["admin", "explain"] => &["POST"],
         ["admin", "export"] => &["GET"],
         ["admin", "shadow", "mirrors", _] => &["PUT", "DELETE"],
