@@ -258,6 +258,7 @@ fn now_ms() -> i64 {
 /// Never fails: a source that cannot be read leaves its section empty and says why in `notes`.
 pub fn gather(src: &Sources, since_ms: i64, until_ms: i64, previous: Option<&Report>) -> Report {
     let mut notes = Vec::new();
+    // The routes before the audit trail: see `changes`.
     let routes = src.routes.load();
     let view = routes.view();
     let versions: Vec<model::VersionShare> = view
@@ -272,7 +273,7 @@ pub fn gather(src: &Sources, since_ms: i64, until_ms: i64, previous: Option<&Rep
     let robustness = src.shadow.as_ref().map(robustness);
 
     let (incidents, changes) = match read_audit(&src.audit) {
-        Ok(entries) => (incidents(&entries, since_ms, until_ms), changes(&entries, since_ms, until_ms)),
+        Ok(entries) => (incidents(&entries, since_ms, until_ms), changes(&entries, since_ms)),
         Err(e) => {
             notes.push(format!("Alerts and version changes are missing: {e}."));
             (Vec::new(), Vec::new())
@@ -649,16 +650,19 @@ pub fn incidents(entries: &[Value], since_ms: i64, until_ms: i64) -> Vec<model::
     out.into_iter().map(|(_, i)| i).collect()
 }
 
-/// `version.*`, `rollout.*` and `reference.*` entries in the span, oldest first, each with a
-/// sentence.
-pub fn changes(entries: &[Value], since_ms: i64, until_ms: i64) -> Vec<model::Change> {
+/// `version.*`, `rollout.*` and `reference.*` entries since `since_ms`, oldest first, each with
+/// a sentence.
+pub fn changes(entries: &[Value], since_ms: i64) -> Vec<model::Change> {
     entries
         .iter()
         .filter(|e| {
             let a = e["action"].as_str().unwrap_or_default();
             a.starts_with("version.") || a.starts_with("rollout.") || a.starts_with("reference.")
         })
-        .filter(|e| time_ms(&e["time"]).is_some_and(|t| t >= since_ms && t <= until_ms))
+        // No upper bound: the routes are read before the trail, and a change is audited before
+        // it takes effect, so a change the report's routes show is always listed (even when it
+        // happened while the report was being gathered, after `until`).
+        .filter(|e| time_ms(&e["time"]).is_some_and(|t| t >= since_ms))
         .map(|e| model::Change {
             time: e["time"].as_str().unwrap_or_default().to_owned(),
             action: e["action"].as_str().unwrap_or_default().to_owned(),
@@ -805,6 +809,11 @@ impl Schedule {
         if every.is_zero() {
             return Ok(None);
         }
+        metrics::describe_counter!(REPORTS_TOTAL, "Scheduled reports written ([report] every).");
+        metrics::describe_counter!(
+            WEBHOOK_FAILURES,
+            "Scheduled reports whose webhook post failed (refused, non-2xx or no answer in 10 s); not retried."
+        );
         let (stop, rx) = mpsc::channel();
         let thread = crate::background::spawn("vigil-report", move || {
             // For the webhook only: a small runtime of this thread's own.
@@ -1053,7 +1062,7 @@ mod tests {
             0,
             json!({"time": "2025-11-20T00:00:00.000Z", "actor": "admin", "action": "version.delete", "target": "v0"}),
         );
-        let got = changes(&e, NOW - 3 * 3_600_000, NOW);
+        let got = changes(&e, NOW - 3 * 3_600_000);
         let said: Vec<&str> = got.iter().map(|c| c.summary.as_str()).collect();
         assert_eq!(
             said,

@@ -39,10 +39,10 @@ pub fn charts(r: &Report) -> Vec<(String, BarChart)> {
             }
             let mut c = BarChart::new(
                 &format!("Drift of {}: score per column against its threshold", v.version),
-                "feature or prediction column (method)",
+                "feature or prediction column",
                 "drift score (p-value or distance)",
             );
-            c.categories = cols.iter().map(|x| format!("{} ({})", x.name, x.method)).collect();
+            c.categories = cols.iter().map(|x| x.name.clone()).collect();
             c.series.push(Series { name: "score".into(), values: cols.iter().map(|x| x.score).collect() });
             c.markers = cols.iter().map(|x| Some(x.threshold)).collect();
             c.marker_label = "threshold".into();
@@ -275,11 +275,12 @@ pub fn render(r: &Report) -> String {
                     }
                     h.push_str("</table>");
                 }
-                figure(
-                    &mut h,
-                    chart(&format!("performance-{}", v.version)),
-                    "Bars: the metric over the window's labelled predictions; dashed: its baseline; red: worse than the baseline by more than the margin.",
-                );
+                let caption = if v.windows.iter().any(|w| !w.baseline.is_empty()) {
+                    "Bars: the metric over the window's labelled predictions; dashed: its baseline (performance.baseline); red: worse than the baseline by more than the margin."
+                } else {
+                    "Bars: the metric over the window's labelled predictions (no baseline configured: performance.baseline)."
+                };
+                figure(&mut h, chart(&format!("performance-{}", v.version)), caption);
                 for w in &v.windows {
                     for s in &w.segments {
                         let _ = write!(h, "<h4>Segment {} (window {})</h4>", esc(&s.name), esc(&w.window));

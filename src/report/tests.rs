@@ -173,8 +173,8 @@ fn html_has_one_svg_per_chart_with_its_data_points() {
     assert_eq!(page.matches("<svg").count(), 4);
     // Each chart's data points are in the page.
     assert!(page.contains(r#"data-category="v1" data-series="p99" data-value="21.125""#));
-    assert!(page.contains(r#"data-category="age (ks)" data-series="score" data-value="0.003""#));
-    assert!(page.contains(r#"data-category="age (ks)" data-value="0.05""#), "the threshold marker");
+    assert!(page.contains(r#"data-category="age" data-series="score" data-value="0.003""#));
+    assert!(page.contains(r#"data-category="age" data-value="0.05""#), "the threshold marker");
     assert!(page.contains(r#"data-category="accuracy @ 1000" data-series="value" data-value="0.91""#));
     assert!(page.contains(r#"data-category="accuracy @ 1000" data-value="0.95""#), "the baseline marker");
     assert!(page.contains(r#"data-category="5" data-series="entries" data-value="1""#));
