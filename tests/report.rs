@@ -347,17 +347,44 @@ async fn scheduled_reports_are_written_posted_and_say_what_changed() {
         }
     })
     .await;
-    for ext in ["html", "md", "json"] {
-        let names = files(&reports, ext);
-        assert!((1..=2).contains(&names.len()), "{ext}: {names:?}");
-        assert!(names.iter().all(|n| n.starts_with("vigil-report-")), "{names:?}");
-    }
-    assert!(files(&reports, "tmp").is_empty());
+    // The thread keeps writing (a file appears before the oldest is deleted): the directory is
+    // checked between two reports. Pruning that did not work would never pass.
+    poll_for("at most `keep` reports per format, charts only of kept markdown reports", || async {
+        let mut problems = Vec::new();
+        for ext in ["html", "md", "json"] {
+            let names = files(&reports, ext);
+            if !(1..=2).contains(&names.len()) || !names.iter().all(|n| n.starts_with("vigil-report-")) {
+                problems.push(format!("{ext}: {names:?}"));
+            }
+        }
+        let md = files(&reports, "md");
+        let stems: Vec<&str> = md.iter().map(|n| n.trim_end_matches(".md")).collect();
+        let svg = files(&reports, "svg");
+        if !svg.iter().all(|n| stems.iter().any(|s| n.starts_with(&format!("{s}.")))) {
+            problems.push(format!("charts {svg:?} for reports {md:?}"));
+        }
+        if !files(&reports, "tmp").is_empty() {
+            problems.push("a .tmp file".into());
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    })
+    .await;
     let newest = files(&reports, "json").pop().unwrap();
     let on_disk: Value = serde_json::from_slice(&std::fs::read(reports.join(&newest)).unwrap()).unwrap();
     assert_eq!(on_disk["schema"], 1);
     let html = std::fs::read_to_string(reports.join(files(&reports, "html").pop().unwrap())).unwrap();
     assert!(html.starts_with("<!DOCTYPE html>") && html.contains("<svg"));
+    // Markdown links its charts, written next to it (before it).
+    let md = std::fs::read_to_string(reports.join(files(&reports, "md").pop().unwrap())).unwrap();
+    let links: Vec<&str> = md.split("](").skip(1).filter_map(|s| s.split(')').next()).collect();
+    assert!(links.iter().any(|l| l.ends_with(".latency.svg")), "{md}");
+    for l in &links {
+        assert!(std::fs::read_to_string(reports.join(l)).unwrap().starts_with("<svg"), "{l}");
+    }
     let last: Value =
         serde_json::from_slice(&std::fs::read(vigil.state_dir.join("report-last.json")).unwrap()).unwrap();
     assert_eq!(last["active_version"], "v2");

@@ -23,7 +23,8 @@
 //! scheduled run compares and then saves itself as the next one's previous.
 //!
 //! **Files.** `<dir>/vigil-report-<UTC time>.<html|md|json>`, written atomically (a `.tmp` file,
-//! fsynced, renamed); beyond `report.keep` per format the oldest go. `vigil_reports_total` counts
+//! fsynced, renamed); beyond `report.keep` per format the oldest go. A markdown report links its
+//! charts, written next to it as `vigil-report-<UTC time>.<chart>.svg` (and deleted with it). `vigil_reports_total` counts
 //! scheduled reports written, `vigil_report_webhook_failures_total` the posts that failed (logged,
 //! not retried: the next report is the retry).
 
@@ -867,10 +868,24 @@ pub fn run_once(src: &Sources, rt: Option<&tokio::runtime::Runtime>) -> Result<V
     for f in &ctl.config.formats {
         let Some(format) = Format::parse(f) else { continue };
         let path = ctl.dir.join(format!("vigil-report-{stamp}.{}", format.extension()));
-        write_atomic(&path, format.render(&report).as_bytes())?;
+        let text = if format == Format::Md {
+            // Markdown has no inline charts: each goes next to it as an SVG file it links to.
+            let mut charts = BTreeMap::new();
+            for (id, chart) in model::html::charts(&report) {
+                let name = format!("vigil-report-{stamp}.{id}.svg");
+                write_atomic(&ctl.dir.join(&name), chart.render().as_bytes())?;
+                written.push(ctl.dir.join(&name));
+                charts.insert(id, name);
+            }
+            model::md::render_with_charts(&report, &charts)
+        } else {
+            format.render(&report)
+        };
+        write_atomic(&path, text.as_bytes())?;
         prune(&ctl.dir, format.extension(), ctl.config.keep);
         written.push(path);
     }
+    prune_charts(&ctl.dir);
     let json = model::json(&report);
     write_atomic(&ctl.last, json.as_bytes())?;
     metrics::counter!(REPORTS_TOTAL).increment(1);
@@ -922,6 +937,21 @@ pub fn prune(dir: &Path, ext: &str, keep: usize) {
     for old in &files[..excess] {
         if let Err(e) = std::fs::remove_file(old) {
             tracing::warn!(file = %old.display(), "cannot delete an old report: {e}");
+        }
+    }
+}
+
+/// Deletes the charts (`vigil-report-<time>.<chart>.svg`) of markdown reports no longer kept.
+pub fn prune_charts(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let names: Vec<String> = entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect();
+    let kept: Vec<&str> =
+        names.iter().filter(|n| n.starts_with("vigil-report-")).filter_map(|n| n.strip_suffix(".md")).collect();
+    for n in names.iter().filter(|n| n.starts_with("vigil-report-") && n.ends_with(".svg")) {
+        if !kept.iter().any(|k| n.strip_prefix(k).is_some_and(|rest| rest.starts_with('.'))) {
+            if let Err(e) = std::fs::remove_file(dir.join(n)) {
+                tracing::warn!(file = %n, "cannot delete an old chart: {e}");
+            }
         }
     }
 }
@@ -1097,6 +1127,22 @@ mod tests {
                 "vigil-report-20251124T000000.000Z.json",
             ]
         );
+        // Charts go with their markdown report.
+        for stamp in ["20251121T000000.000Z", "20251122T000000.000Z"] {
+            write_atomic(&dir.path().join(format!("vigil-report-{stamp}.md")), b"# r").unwrap();
+            write_atomic(&dir.path().join(format!("vigil-report-{stamp}.latency.svg")), b"<svg/>").unwrap();
+        }
+        write_atomic(&dir.path().join("vigil-report-20251120T000000.000Z.drift-v1.svg"), b"<svg/>").unwrap();
+        prune(dir.path(), "md", 1);
+        prune_charts(dir.path());
+        let svgs: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".svg") || n.ends_with(".md"))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        assert_eq!(svgs, ["vigil-report-20251122T000000.000Z.latency.svg", "vigil-report-20251122T000000.000Z.md"]);
         // No temporary file left, and a failed write names the file.
         let e = write_atomic(&dir.path().join("missing/x.json"), b"{}").unwrap_err();
         assert!(e.contains("missing/x.json"), "{e}");

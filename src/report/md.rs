@@ -1,12 +1,25 @@
 //! The report as GitHub-flavoured markdown: the same sections as the HTML page, as tables.
-//! Charts are left out (the HTML report has them). Text from outside (names, labels, comments) is
-//! escaped so that it cannot break a table or inject HTML.
+//! Charts are left out ([`render`], as served by `GET /admin/report?format=md`), or linked as SVG
+//! files written next to the document ([`render_with_charts`], the scheduled reports). Text from
+//! outside (names, labels, comments) is escaped so that it cannot break a table or inject HTML.
 
 use super::{duration, num, opt, pct, Report, Test};
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
-/// The whole document.
+/// The whole document, without charts.
 pub fn render(r: &Report) -> String {
+    render_with_charts(r, &BTreeMap::new())
+}
+
+/// The whole document, with an image link to each chart in `charts` (chart id as in
+/// `html::charts` → file name relative to the document), placed in its section.
+pub fn render_with_charts(r: &Report, charts: &BTreeMap<String, String>) -> String {
+    let image = |m: &mut String, id: &str| {
+        if let Some(file) = charts.get(id) {
+            let _ = writeln!(m, "![{}]({})\n", cell(&id.replace('-', " ")), file.replace(' ', "%20"));
+        }
+    };
     let mut m = String::new();
     let _ = writeln!(m, "# Model report\n");
     let _ = writeln!(
@@ -18,7 +31,10 @@ pub fn render(r: &Report) -> String {
         cell(&r.active_version),
         r.previous.as_ref().map(|p| format!(" · previous report {}", cell(p))).unwrap_or_default()
     );
-    m.push_str("Charts are in the HTML version of this report.\n\n## What changed since the last report\n\n");
+    if charts.is_empty() {
+        m.push_str("Charts are in the HTML version of this report.\n\n");
+    }
+    m.push_str("## What changed since the last report\n\n");
     for s in &r.what_changed {
         let _ = writeln!(m, "- {}", cell(s));
     }
@@ -54,6 +70,7 @@ pub fn render(r: &Report) -> String {
         );
     }
 
+    image(&mut m, "latency");
     m.push_str("## Drift\n\n");
     match &r.drift {
         None => m.push_str("Drift monitoring is off.\n\n"),
@@ -107,6 +124,7 @@ pub fn render(r: &Report) -> String {
                         ]
                     }),
                 );
+                image(&mut m, &format!("drift-{}", v.version));
             }
         }
     }
@@ -154,6 +172,7 @@ pub fn render(r: &Report) -> String {
                         }),
                     );
                 }
+                image(&mut m, &format!("performance-{}", v.version));
                 for w in &v.windows {
                     for s in &w.segments {
                         let _ = writeln!(m, "#### Segment {} (window {})\n", cell(&s.name), cell(&w.window));
@@ -300,6 +319,7 @@ pub fn render(r: &Report) -> String {
                 f.scored,
                 f.mean_score.map(|s| format!(", mean score {}", num(s))).unwrap_or_default()
             );
+            image(&mut m, "feedback");
             if !f.histogram.is_empty() {
                 table(
                     &mut m,

@@ -292,3 +292,17 @@ fn what_changed_says_it_in_sentences() {
     assert!(same.contains("No feature started or stopped drifting."), "{same}");
     assert!(same.contains("Performance figures are unchanged."), "{same}");
 }
+
+#[test]
+fn md_links_charts_written_next_to_it() {
+    let r = sample();
+    let files: BTreeMap<String, String> =
+        html::charts(&r).into_iter().map(|(id, _)| (id.clone(), format!("vigil-report-x.{id}.svg"))).collect();
+    let doc = md::render_with_charts(&r, &files);
+    assert!(!doc.contains("Charts are in the HTML version"));
+    for link in ["latency", "drift-v1", "performance-v1", "feedback"] {
+        assert!(doc.contains(&format!("](vigil-report-x.{link}.svg)")), "{link}: {doc}");
+    }
+    // The latency chart sits in the traffic section, before the drift section.
+    assert!(doc.find("](vigil-report-x.latency.svg)").unwrap() < doc.find("## Drift").unwrap());
+}
