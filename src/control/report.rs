@@ -108,6 +108,8 @@ pub struct Sources {
     pub prometheus: PrometheusHandle,
     /// None when drift and performance monitoring are off.
     pub snapshot: Option<Arc<ArcSwap<Snapshot>>>,
+    /// `drift.enabled` (the snapshot also serves performance when it is off).
+    pub drift_enabled: bool,
     pub shadow: Option<ShadowHandle>,
     pub audit: PathBuf,
     /// `predictions.db`; None when the prediction log is off.
@@ -122,6 +124,7 @@ impl Sources {
             latency: admin.latency.clone(),
             prometheus: admin.prometheus.clone(),
             snapshot: admin.drift.as_ref().map(|d| d.handle.snapshot.clone()),
+            drift_enabled: admin.drift.as_ref().is_some_and(|d| d.settings.drift.enabled),
             shadow: admin.shadow.clone(),
             audit: admin.audit.path().to_owned(),
             predictions: admin.feedback.as_ref().map(|f| f.log.path().to_owned()),
@@ -269,7 +272,7 @@ pub fn gather(src: &Sources, since_ms: i64, until_ms: i64, previous: Option<&Rep
         .collect();
 
     let snapshot = src.snapshot.as_ref().map(|s| s.load_full());
-    let drift = snapshot.as_ref().map(|s| drift(s));
+    let drift = snapshot.as_ref().filter(|_| src.drift_enabled).map(|s| drift(s));
     let performance = snapshot.as_ref().and_then(|s| (s.performance.status != "off").then(|| performance(s)));
     let robustness = src.shadow.as_ref().map(robustness);
 

@@ -12,7 +12,7 @@ h1{margin-bottom:0}h2{border-bottom:2px solid #4e79a7;padding-bottom:.2em;margin
 th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left}th{background:#f2f4f7}\
 td.n{text-align:right;font-variant-numeric:tabular-nums}.bad{color:#c0392b;font-weight:bold}\
 .ok{color:#2e7d32}.note{background:#fff8e1;border-left:4px solid #f2b134;padding:.4em .8em}\
-figure{margin:1em 0}figcaption{color:#555;font-size:.9em}ul.changed li{margin:.2em 0}\
+figure{margin:1em 0}svg.chart{max-width:100%;height:auto}figcaption{color:#555;font-size:.9em}ul.changed li{margin:.2em 0}\
 blockquote{margin:.3em 0;padding:.2em .8em;border-left:3px solid #ccc;color:#333;white-space:pre-wrap}";
 
 /// The charts of a report, in page order: (id, chart). Latency per version; drift score per
@@ -108,7 +108,7 @@ pub fn render(r: &Report) -> String {
     let mut h = String::new();
     let _ = write!(
         h,
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>vigil report {}</title><style>{CSS}</style></head><body>",
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>vigil report {}</title><style>{CSS}</style></head><body>",
         esc(&r.generated_at)
     );
     let _ = write!(
