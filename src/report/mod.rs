@@ -30,7 +30,7 @@ pub struct Report {
     pub schema: u32,
     /// RFC 3339, UTC.
     pub generated_at: String,
-    /// The span of incidents, version changes and feedback: `since <= time < until`.
+    /// The span of incidents, version changes and feedback: `since <= time <= until`.
     pub since: String,
     pub until: String,
     /// When the report this one is compared with was made; None for the first.
@@ -550,7 +550,9 @@ pub fn what_changed(previous: Option<&Report>, current: &Report) -> Vec<String> 
             out.push("Performance figures are unchanged.".to_owned());
         } else {
             for m in moved {
-                out.push(format!("{}{}.", m[..1].to_uppercase(), &m[1..]));
+                let mut chars = m.chars();
+                let first: String = chars.next().map(|c| c.to_uppercase().collect()).unwrap_or_default();
+                out.push(format!("{first}{}.", chars.as_str()));
             }
         }
     }
