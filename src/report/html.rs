@@ -90,6 +90,7 @@ pub fn charts(r: &Report) -> Vec<(String, BarChart)> {
     if let Some(f) = &r.feedback {
         if !f.histogram.is_empty() {
             let mut c = BarChart::new("User feedback scores", "score", "feedback entries (count)");
+            c.whole_numbers = true;
             c.categories = f.histogram.iter().map(|b| b.label.clone()).collect();
             c.series.push(Series {
                 name: "entries".into(),

@@ -42,6 +42,8 @@ pub struct BarChart {
     pub flagged: Vec<bool>,
     /// What a flagged bar means, for the legend ("drift").
     pub flagged_label: String,
+    /// Counts: axis ticks at whole numbers only.
+    pub whole_numbers: bool,
 }
 
 impl BarChart {
@@ -56,6 +58,7 @@ impl BarChart {
             marker_label: String::new(),
             flagged: Vec::new(),
             flagged_label: String::new(),
+            whole_numbers: false,
         }
     }
 
@@ -68,6 +71,7 @@ impl BarChart {
         let values = self.series.iter().flat_map(|x| x.values.iter()).chain(&self.markers).flatten().copied();
         let (lo, hi) = values.filter(|v| v.is_finite()).fold((0.0f64, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
         let step = nice_step((hi - lo).max(f64::MIN_POSITIVE) / 5.0);
+        let step = if self.whole_numbers { step.max(1.0) } else { step };
         let (y0, y1) = ((lo / step).floor() * step, ((hi / step).ceil() * step).max(step));
         let y = |v: f64| TOP + plot_h * (1.0 - (v - y0) / (y1 - y0));
         let _ = write!(
@@ -296,5 +300,13 @@ mod tests {
         assert!(c.render().contains(r#"data-value="-0.07""#));
         assert!(BarChart::new("empty", "x", "y").render().ends_with("</svg>"));
         assert_eq!(short("a_long_feature_name", 8), "a_long_…");
+        // Counts get whole-number ticks.
+        let mut c = BarChart::new("counts", "score", "entries");
+        c.categories = vec!["1".into(), "2".into()];
+        c.series = vec![Series { name: "entries".into(), values: vec![Some(1.0), Some(2.0)] }];
+        assert!(c.render().contains(">0.5</text>"));
+        c.whole_numbers = true;
+        let svg = c.render();
+        assert!(!svg.contains(">0.5</text>") && svg.contains(">1</text>") && svg.contains(">2</text>"), "{svg}");
     }
 }
