@@ -7,6 +7,7 @@
 
 use crate::capture::{self, Consumer, LatencyBook};
 use crate::config::Config;
+use crate::control::report::{ReportControl, Schedule, Sources};
 use crate::control::watch::Watch;
 use crate::control::{Admin, Auth, Caller, DriftControl, FeedbackControl, ResourceControl};
 use crate::monitor::performance::Tracker;
@@ -59,6 +60,7 @@ pub struct App {
     consumer: Option<Consumer>,
     shadow: Option<Shadow>,
     prediction_log: Option<PredictionLog>,
+    report: Option<Schedule>,
     background: Vec<JoinHandle<()>>,
 }
 
@@ -188,8 +190,14 @@ pub async fn start(config: Config) -> Result<App, StartError> {
             config.alerts.external_url.clone().unwrap_or_else(|| format!("http://{admin_addr}")),
             dir,
         ))),
+        report: Arc::new(ReportControl::new(&config.report, dir)),
     });
     let watch_task = tokio::spawn(Watch::run(admin.clone()));
+    // Scheduled reports (`[report] every`), on a thread of their own.
+    let report = Schedule::start(Sources::of(&admin)).map_err(|e| StartError::StateDir {
+        dir: "(threads)".into(),
+        why: format!("cannot start the report thread: {e}"),
+    })?;
     let stop_admin = CancellationToken::new();
     let admin_task = tokio::spawn(proxy::server::serve(
         admin_listener,
@@ -232,6 +240,7 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         consumer,
         shadow,
         prediction_log,
+        report,
         background,
     })
 }
@@ -247,6 +256,10 @@ impl App {
         self.readiness.mark_draining();
         self.stop_proxy.cancel();
         let drained = self.proxy_task.await.unwrap_or(false);
+        // A report being written is finished (its webhook post waits at most 10 s); no new one starts.
+        if let Some(r) = self.report {
+            let _ = tokio::task::spawn_blocking(move || r.stop()).await;
+        }
         // The consumer finishes what is queued and ends, even if a connection that outlived the
         // drain still holds a sink.
         if let Some(c) = self.consumer {

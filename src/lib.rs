@@ -10,6 +10,7 @@ pub mod control;
 pub mod demo;
 pub mod monitor;
 pub mod proxy;
+pub mod report;
 pub mod rollout;
 pub mod routes;
 pub mod shadow;

@@ -164,6 +164,17 @@ async fn a_bad_candidate_is_rolled_back_audited_and_alerted() {
     assert!(actions(&vigil).contains(&"alert.firing".to_owned()));
     vigil.wait_metric("vigil_rollout_failed", &[("candidate", "v2")], 1.0).await;
 
+    // The owners' report tells the story: the incident and the automatic rollback.
+    let report = vigil.admin("GET", "/admin/report?format=json", None).await.json();
+    let incident = report["incidents"].as_array().unwrap().iter().find(|i| i["alert"] == "VigilRolloutRolledBack");
+    assert!(incident.is_some_and(|i| i["labels"]["candidate"] == "v2"), "{}", report["incidents"]);
+    let changes: Vec<&str> =
+        report["changes"].as_array().unwrap().iter().map(|c| c["summary"].as_str().unwrap()).collect();
+    assert!(
+        changes.iter().any(|c| c.starts_with("vigil rolled the rollout of v2 back automatically: analysis failed")),
+        "{changes:?}"
+    );
+
     // The whole trail still verifies.
     let out = Command::new(BIN).args(["audit", "verify", "--state-dir"]).arg(&vigil.state_dir).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));

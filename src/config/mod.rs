@@ -8,6 +8,7 @@ mod analysis;
 pub mod duration;
 mod error;
 mod ground_truth;
+mod report;
 mod resources;
 mod shadow;
 
@@ -21,6 +22,7 @@ pub use error::ConfigError;
 pub use ground_truth::{
     FeedbackConfig, PerformanceConfig, PredictionLogConfig, SegmentConfig, Task, BASELINE_METRICS, LOWER_IS_BETTER,
 };
+pub use report::{check_webhook, ReportConfig, REPORT_FORMATS};
 pub use resources::ResourcesConfig;
 pub use shadow::{
     parse_mirror, AdversarialConfig, AttackChoice, Budget, ExplainConfig, ExplainMethod, MirrorConfig, NormChoice,
@@ -55,6 +57,7 @@ pub struct Config {
     pub shadow: ShadowConfig,
     pub resources: ResourcesConfig,
     pub alerts: AlertsConfig,
+    pub report: ReportConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -372,6 +375,7 @@ impl Config {
         self.shadow.validate()?;
         self.alerts.validate()?;
         self.resources.validate()?;
+        self.report.validate()?;
         if self.proxy.max_in_flight == 0 {
             return Err(ConfigError::invalid("proxy.max_in_flight", "0", "a positive number of requests"));
         }

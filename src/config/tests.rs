@@ -59,6 +59,7 @@ fn shipped_example_config_is_valid() {
     assert_eq!(c.feedback.max_body_bytes, d.feedback.max_body_bytes);
     assert_eq!(c.performance.enabled, d.performance.enabled);
     assert_eq!(c.capture.client_header, d.capture.client_header);
+    assert_eq!(c.report, d.report);
     let (s, t) = (&c.shadow, &d.shadow);
     assert_eq!((s.enabled, s.timeout, s.queue, s.max_batch_rows), (t.enabled, t.timeout, t.queue, t.max_batch_rows));
     assert_eq!(
@@ -302,4 +303,32 @@ fn alerts_keys_are_checked() {
     ok.validate().unwrap();
     let names: Vec<String> = ok.alerts.effective_rules().into_iter().map(|r| r.alert).collect();
     assert_eq!(names.len(), crate::config::alerts::builtin_rules().len() + 1);
+}
+
+#[test]
+fn report_settings_are_checked_and_named() {
+    let c = Config::from_toml(
+        &format!(
+            "{MINIMAL}\n[report]\nevery = \"24h\"\nformats = [\"md\", \"json\"]\nkeep = 7\nwebhook = \"http://127.0.0.1:9000/r\"\n"
+        ),
+        "test",
+    )
+    .unwrap();
+    c.validate().unwrap();
+    assert_eq!((c.report.every, c.report.keep), (Duration::from_secs(86_400), 7));
+    assert_eq!(c.report.formats, ["md", "json"]);
+    for (toml, needle) in [
+        ("formats = [\"pdf\"]", "`report.formats[0]`"),
+        ("formats = []", "`report.formats`"),
+        ("formats = [\"json\", \"json\"]", "not listed before"),
+        ("keep = 0", "`report.keep`"),
+        ("every = \"10ms\"", "`report.every`"),
+        ("webhook = \"https://example.com/r\"", "no TLS client"),
+        ("webhook = \"not a url\"", "`report.webhook`"),
+        ("webhook = \"ftp://example.com/r\"", "http://"),
+        ("dir = \"\"", "`report.dir`"),
+    ] {
+        let e = err(&format!("{MINIMAL}\n[report]\n{toml}\n"));
+        assert!(e.contains(needle), "{toml}: {e}");
+    }
 }

@@ -58,7 +58,7 @@ fn parse_query<B>(req: &Request<B>) -> Result<Query, ApiError> {
 }
 
 /// `%XX` escapes and `+` as a space, as in a form-encoded query; bad escapes stay as sent.
-fn percent_decode(s: &str) -> String {
+pub(super) fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

@@ -13,6 +13,7 @@ pub mod export;
 pub mod feedback;
 mod performance;
 mod reply;
+pub mod report;
 mod resources;
 mod rollouts;
 mod shadow;
@@ -62,6 +63,8 @@ pub struct Admin {
     pub resources: Arc<ResourceControl>,
     /// The watch loop's state: scrape history, alert engine, rollouts. Set once at start.
     pub watch: Option<Arc<watch::Watch>>,
+    /// `GET /admin/report` and the `[report]` schedule's files.
+    pub report: Arc<report::ReportControl>,
 }
 
 pub type AdminResponse = Response<Full<Bytes>>;
@@ -162,6 +165,7 @@ impl Admin {
                 let rc = self.resources.clone();
                 blocking(move || rc.get()).await
             }
+            (["admin", "report"], &Method::GET) => report::get(self, &req).await,
             (["admin", "latency"], &Method::GET) => {
                 Ok(json(StatusCode::OK, &serde_json::json!({"unit": "ms", "versions": self.latency.summary()})))
             }
@@ -226,6 +230,7 @@ fn not_found_or_method(segments: &[&str], method: &Method) -> ApiError {
         ["admin", "shadow"] | ["admin", "robustness"] | ["admin", "explain", _] => &["GET"],
         ["admin", "resources"] => &["GET"],
         [] | ["dashboard", _] => &["GET"],
+        ["admin", "report"] => &["GET"],
         ["admin", "explain"] => &["POST"],
         ["admin", "export"] => &["GET"],
         ["admin", "shadow", "mirrors", _] => &["PUT", "DELETE"],

@@ -34,8 +34,15 @@ use std::path::{Path, PathBuf};
 
 /// The files a backup carries, in archive order. Each is optional: a state dir without a saved
 /// reference or a prediction log is backed up without them.
-pub const FILES: [&str; 6] =
-    ["state.json", "audit.jsonl", "reference.json", "reference.jsonl", "predictions.db", "rollouts.json"];
+pub const FILES: [&str; 7] = [
+    "state.json",
+    "audit.jsonl",
+    "reference.json",
+    "reference.jsonl",
+    "predictions.db",
+    "rollouts.json",
+    "report-last.json",
+];
 
 /// Files that belong to the prediction log but are never archived (the online backup folds the
 /// WAL into the copy). A restore removes stale ones so they cannot be replayed onto the new db.
