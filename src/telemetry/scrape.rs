@@ -108,33 +108,26 @@ fn parse_labels(body: &str, out: &mut BTreeMap<String, String>) -> Option<usize>
             return None;
         }
         let mut value = String::new();
-        let mut j = eq + 2;
-        loop {
-            let c = *bytes.get(j)?;
+        // Walk characters, not bytes: a byte offset inside a multi-byte character cannot slice.
+        let mut chars = body[eq + 2..].char_indices();
+        let end = loop {
+            let (at, c) = chars.next()?;
             match c {
-                b'"' => break,
-                b'\\' => {
-                    match bytes.get(j + 1)? {
-                        b'n' => value.push('\n'),
-                        b'\\' => value.push('\\'),
-                        b'"' => value.push('"'),
-                        other => {
-                            value.push('\\');
-                            value.push(*other as char);
-                        }
+                '"' => break eq + 2 + at,
+                '\\' => match chars.next()?.1 {
+                    'n' => value.push('\n'),
+                    '\\' => value.push('\\'),
+                    '"' => value.push('"'),
+                    other => {
+                        value.push('\\');
+                        value.push(other);
                     }
-                    j += 2;
-                }
-                _ => {
-                    // Push the whole UTF-8 character starting here.
-                    let ch = body[j..].chars().next()?;
-                    value.push(ch);
-                    j += ch.len_utf8();
-                }
+                },
+                c => value.push(c),
             }
-        }
+        };
         out.insert(key, value);
-        i = j + 1;
+        i = end + 1;
     }
 }
 
@@ -268,6 +261,14 @@ mod tests {
         assert_eq!(s.samples[2].0.labels["a"], "q\"uo\\te\n");
         assert_eq!(s.samples[2].0.labels["b"], "é");
         assert!(s.samples[2].1.is_infinite());
+    }
+
+    /// fuzz/artifacts/ops: an escape before a multi-byte character once sliced inside it.
+    #[test]
+    fn escapes_before_multibyte_characters_do_not_panic() {
+        let (s, bad) = Scrape::parse("m{a=\"x\\\u{e9}y\",b=\"\\\u{1f600}\"} 1\nm{a=\"\\\u{e9}");
+        assert_eq!((s.samples.len(), bad), (1, 1));
+        assert_eq!(s.samples[0].0.labels["a"], "x\\\u{e9}y");
     }
 
     #[test]
