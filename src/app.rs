@@ -81,6 +81,17 @@ pub async fn start(config: Config) -> Result<App, StartError> {
     let counters = Arc::new(HotCounters::new());
     let latency = Arc::new(LatencyBook::default());
     let audit = Arc::new(AuditLog::in_dir(dir));
+    // Config changes take effect by restarting: a start with a changed config is audited.
+    match crate::store::configlog::record_start(dir, &config.sections(), &audit) {
+        Ok(changed) if !changed.is_empty() => {
+            tracing::info!(sections = ?changed, "config changed since the last start")
+        }
+        Ok(_) => {}
+        Err(e) => {
+            metrics::counter!(telemetry::STATE_WRITE_ERRORS, "file" => "config").increment(1);
+            tracing::error!(error = %e, "cannot record the config in the state dir (config-sections.json, audit.jsonl)");
+        }
+    }
     let analysis = config.capture.enabled && (config.drift.enabled || config.performance.enabled);
     let prediction_log = if analysis && config.prediction_log.enabled {
         Some(PredictionLog::open(dir, log_options(&config))?)

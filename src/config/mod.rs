@@ -448,6 +448,36 @@ impl Config {
 }
 
 impl Config {
+    /// Each top-level section's effective settings as text, to notice what changed between two
+    /// starts (`config.load` in the audit trail). Holds no secrets: tokens and salts are read
+    /// from files or the environment, never kept in `Config`.
+    pub fn sections(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("proxy", format!("{:?}", self.proxy)),
+            ("admin", format!("{:?}", self.admin)),
+            ("capture", format!("{:?}", self.capture)),
+            ("state", format!("{:?}", self.state)),
+            ("readiness", format!("{:?}", self.readiness)),
+            ("runtime", format!("{:?}", self.runtime)),
+            ("log", format!("{:?}", self.log)),
+            ("routing", format!("{:?}", self.routing)),
+            ("versions", format!("{:?}", self.versions)),
+            ("codec", format!("{:?}", self.codec)),
+            ("schema", format!("{:?}", self.schema)),
+            ("reference", format!("{:?}", self.reference)),
+            ("drift", format!("{:?}", self.drift)),
+            ("prediction_log", format!("{:?}", self.prediction_log)),
+            ("feedback", format!("{:?}", self.feedback)),
+            ("performance", format!("{:?}", self.performance)),
+            ("shadow", format!("{:?}", self.shadow)),
+            ("resources", format!("{:?}", self.resources)),
+            ("alerts", format!("{:?}", self.alerts)),
+            ("report", format!("{:?}", self.report)),
+        ]
+    }
+}
+
+impl Config {
     /// The feedback token: `VIGIL_FEEDBACK_TOKEN`, else `feedback.token_file`, else none (open).
     pub fn feedback_token(&self) -> Result<Option<String>, ConfigError> {
         if let Ok(t) = std::env::var("VIGIL_FEEDBACK_TOKEN") {

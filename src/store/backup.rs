@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 
 /// The files a backup carries, in archive order. Each is optional: a state dir without a saved
 /// reference or a prediction log is backed up without them.
-pub const FILES: [&str; 7] = [
+pub const FILES: [&str; 8] = [
     "state.json",
     "audit.jsonl",
     "reference.json",
@@ -42,6 +42,7 @@ pub const FILES: [&str; 7] = [
     "predictions.db",
     "rollouts.json",
     "report-last.json",
+    "config-sections.json",
 ];
 
 /// Files that belong to the prediction log but are never archived (the online backup folds the

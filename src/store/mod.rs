@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod backup;
+pub mod configlog;
 pub mod export;
 pub mod predlog;
 pub mod reference;
