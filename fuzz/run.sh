@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes what reads bytes from the network or the operator: the codecs (codec_v2, codec_v1,
 # codec_json), the reference loader (reference), the config loader (config_toml), shadow
-# traffic's request templates and answer reader (shadow) and POST
+# traffic's request templates and answer reader (shadow), the privacy detectors (privacy) and POST
 # /feedback bodies (feedback), each for a
 # bounded time.
 #   fuzz/run.sh [SECONDS_PER_TARGET=60] [TARGET...]
@@ -12,7 +12,7 @@ set -euo pipefail
 secs="${1:-60}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(codec_v2 codec_v1 codec_json reference config_toml feedback shadow)
+[ ${#targets[@]} -gt 0 ] || targets=(codec_v2 codec_v1 codec_json reference config_toml feedback shadow privacy)
 cd "$(dirname "$0")"
 
 if ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then

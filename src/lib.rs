@@ -8,6 +8,7 @@ pub mod config;
 pub mod control;
 pub mod demo;
 pub mod monitor;
+pub mod privacy;
 pub mod proxy;
 pub mod routes;
 pub mod shadow;

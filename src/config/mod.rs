@@ -7,6 +7,7 @@ mod analysis;
 mod duration;
 mod error;
 mod ground_truth;
+mod privacy;
 mod resources;
 mod shadow;
 
@@ -19,6 +20,7 @@ pub use error::ConfigError;
 pub use ground_truth::{
     FeedbackConfig, PerformanceConfig, PredictionLogConfig, SegmentConfig, Task, BASELINE_METRICS, LOWER_IS_BETTER,
 };
+pub use privacy::{ActionName, DetectAction, Detector, PrivacyConfig, RuleConfig, DEFAULT_SALT_ENV};
 pub use resources::ResourcesConfig;
 pub use shadow::{
     parse_mirror, AdversarialConfig, AttackChoice, Budget, ExplainConfig, ExplainMethod, MirrorConfig, NormChoice,
@@ -52,6 +54,7 @@ pub struct Config {
     pub performance: PerformanceConfig,
     pub shadow: ShadowConfig,
     pub resources: ResourcesConfig,
+    pub privacy: PrivacyConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -368,6 +371,8 @@ impl Config {
         self.performance.validate()?;
         self.shadow.validate()?;
         self.resources.validate()?;
+        self.privacy.validate()?;
+        self.privacy.validate_against(&self.schema)?;
         if self.proxy.max_in_flight == 0 {
             return Err(ConfigError::invalid("proxy.max_in_flight", "0", "a positive number of requests"));
         }
