@@ -1,6 +1,6 @@
 //! Privacy through the real binary: a reference with a string column, V2 traffic carrying e-mail
 //! addresses, phone and card numbers (in free text) and a hashed feature, feedback comments with
-//! more of them, an export; then every file in the state dir (the SQLite database and its WAL
+//! more of them, an export, a reference upload; then every file in the state dir (the SQLite database and its WAL
 //! included, while running and after shutdown), vigil's stderr (at debug level), the export and
 //! the admin API's drift views are searched for the raw strings: none is found. The hashed
 //! feature is found in its hashed form, the same for both requests that carried it.
@@ -50,6 +50,7 @@ const PII: &[&str] = &[
     "carol.pii@example.org",
     "dave.pii@example.org",
     "ref.pii.7@example.org",
+    "upload.pii.3@example.org",
     "555-0199",
     "555-123-4567",
     "7946 0958",
@@ -235,6 +236,16 @@ async fn no_personal_data_reaches_the_state_dir_the_logs_or_the_export() {
             "vigil_redactions_total{{action={action},source={source}}}"
         );
     }
+
+    // A reference uploaded at run time is redacted before it is saved (and audited).
+    let mut csv = String::from("age,email,note,probability\n");
+    for i in 0..50 {
+        csv.push_str(&format!("{},upload.pii.{i}@example.org,note {},0.{}\n", 20 + i, i % 3, i % 9 + 1));
+    }
+    let r = vigil.admin_req("PUT", "/admin/reference", Some(&csv), &[("content-type", "text/csv")]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let saved = std::fs::read_to_string(vigil.state_dir.join("reference.jsonl")).unwrap();
+    assert!(saved.contains(&hash("upload.pii.3@example.org")), "{saved}");
 
     // While running: the database, its WAL, the saved reference, the audit trail.
     let names = files_named(&vigil.state_dir);

@@ -272,3 +272,33 @@ fn redaction_cost_per_record() {
     let per = started.elapsed() / n as u32;
     eprintln!("privacy: {per:?} per record (records() on 2-row captures, hash + detectors, debug build)");
 }
+
+#[test]
+fn a_reference_saved_before_a_rule_is_rewritten_redacted_on_load() {
+    use crate::monitor::profile::Source;
+    use crate::store::reference::ReferenceStore;
+    let dir = tempfile::tempdir().unwrap();
+    let store = ReferenceStore::in_dir(dir.path());
+    let rows = 40;
+    let table = Table {
+        rows,
+        columns: vec![
+            Column { name: "age".into(), data: ColumnData::Num((0..rows).map(|i| 20.0 + i as f64).collect()) },
+            Column {
+                name: "email".into(),
+                data: ColumnData::Cat((0..rows).map(|i| Some(format!("u{i}@example.com"))).collect()),
+            },
+        ],
+    };
+    store.stage(&table, Source::Upload { actor: "t".into() }).unwrap().commit().unwrap();
+    let config = crate::config::Config::default();
+    let r = redactor(vec![rule("email", ActionName::Hash)]);
+    let profile = crate::monitor::initial_profile(&config, &store, &r).unwrap().unwrap();
+    assert_eq!(profile.rows, rows);
+    let saved = std::fs::read_to_string(store.path()).unwrap();
+    assert!(!saved.contains("@example.com"), "{saved}");
+    assert!(saved.contains(&r.hash("u7@example.com")), "{saved}");
+    // Loading it again changes nothing (idempotent): the hashes stay the same hashes.
+    crate::monitor::initial_profile(&config, &store, &r).unwrap().unwrap();
+    assert_eq!(std::fs::read_to_string(store.path()).unwrap(), saved);
+}
