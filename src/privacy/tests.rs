@@ -270,7 +270,10 @@ fn redaction_cost_per_record() {
         std::hint::black_box(&rec);
     }
     let per = started.elapsed() / n as u32;
-    eprintln!("privacy: {per:?} per record (records() on 2-row captures, hash + detectors, debug build)");
+    let build = if cfg!(debug_assertions) { "debug" } else { "release" };
+    eprintln!(
+        "privacy: {per:?} per record (records() on 2-row captures: one HMAC, detectors over two texts, {build} build)"
+    );
 }
 
 #[test]
