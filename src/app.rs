@@ -93,13 +93,16 @@ pub async fn start(config: Config) -> Result<App, StartError> {
         }
     }
     let analysis = config.capture.enabled && (config.drift.enabled || config.performance.enabled);
+    // [privacy]: a hash rule without a salt stops vigil here, naming the key.
+    let redactor = Arc::new(crate::privacy::Redactor::from_config(&config.privacy)?);
     let prediction_log = if analysis && config.prediction_log.enabled {
-        Some(PredictionLog::open(dir, log_options(&config))?)
+        Some(PredictionLog::open(dir, log_options(&config, &redactor))?)
     } else {
         None
     };
     let (monitor, monitor_handle) = if analysis {
-        let profile = monitor::initial_profile(&config, &ReferenceStore::in_dir(dir)).map_err(StartError::Reference)?;
+        let profile = monitor::initial_profile(&config, &ReferenceStore::in_dir(dir), &redactor)
+            .map_err(StartError::Reference)?;
         let tracker = Tracker::new(config.performance.clone(), prediction_log.as_ref().map(|l| l.handle()));
         let store = Some((ReferenceStore::in_dir(dir), audit.clone()));
         let (m, h) = Monitor::new(Settings::from_config(&config), profile, store, tracker);
@@ -200,6 +203,7 @@ pub async fn start(config: Config) -> Result<App, StartError> {
             &config.alerts,
             config.alerts.external_url.clone().unwrap_or_else(|| format!("http://{admin_addr}")),
             dir,
+            redactor.clone(),
         ))),
         report: Arc::new(ReportControl::new(&config.report, dir)),
     });
@@ -293,7 +297,7 @@ impl App {
     }
 }
 
-fn log_options(config: &Config) -> predlog::Options {
+fn log_options(config: &Config, redactor: &Arc<crate::privacy::Redactor>) -> predlog::Options {
     let c = &config.prediction_log;
     predlog::Options {
         flush_interval: c.flush_interval,
@@ -301,6 +305,7 @@ fn log_options(config: &Config) -> predlog::Options {
         queue_rows: c.queue_rows,
         max_age: (!c.max_age.is_zero()).then_some(c.max_age),
         max_rows: (c.max_rows > 0).then_some(c.max_rows),
+        redactor: Some(redactor.clone()),
         ..predlog::Options::default()
     }
 }

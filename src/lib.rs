@@ -9,6 +9,7 @@ pub mod config;
 pub mod control;
 pub mod demo;
 pub mod monitor;
+pub mod privacy;
 pub mod proxy;
 pub mod report;
 pub mod rollout;

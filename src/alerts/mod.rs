@@ -25,9 +25,11 @@ pub mod notify;
 
 use crate::config::alerts::{AlertsConfig, ReceiverConfig, RuleConfig};
 use crate::config::duration;
+use crate::privacy::Redactor;
 use crate::telemetry::scrape::History;
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 /// Resolved instances kept for `GET /admin/alerts`.
@@ -101,11 +103,13 @@ pub struct Engine {
     resolved_unsent: Vec<(usize, AlertView)>,
     /// Receiver index → last time every firing alert was re-sent to it (Alertmanager receivers).
     last_resend: BTreeMap<usize, Instant>,
+    /// Annotations pass the PII detectors before anyone sees them (API, audit, notifications).
+    redactor: Arc<Redactor>,
 }
 
 impl Engine {
     /// `external_url`: base of links in notifications, e.g. "http://10.0.0.5:9901".
-    pub fn new(cfg: &AlertsConfig, external_url: String) -> Engine {
+    pub fn new(cfg: &AlertsConfig, external_url: String, redactor: Arc<Redactor>) -> Engine {
         let rules: Vec<Rule> = cfg
             .effective_rules()
             .into_iter()
@@ -127,6 +131,7 @@ impl Engine {
             evaluated_at: None,
             resolved_unsent: Vec::new(),
             last_resend: BTreeMap::new(),
+            redactor,
         }
     }
 
@@ -171,6 +176,16 @@ impl Engine {
     ) {
         let external = self.external_url.clone();
         let export_since = self.export_since;
+        let redactor = self.redactor.clone();
+        let annotate = |cfg: &RuleConfig, view: &AlertView| {
+            let mut a = annotate(cfg, view, &external, export_since, wall);
+            for v in a.values_mut() {
+                if let std::borrow::Cow::Owned(clean) = redactor.scrub_text(v) {
+                    *v = clean;
+                }
+            }
+            a
+        };
         let rule = &mut self.rules[ri];
         let mut seen = std::collections::BTreeSet::new();
         for (series, value) in values {
@@ -192,7 +207,7 @@ impl Engine {
                         starts_at: Some(wall),
                         ends_at: None,
                     };
-                    view.annotations = annotate(&rule.cfg, &view, &external, export_since, wall);
+                    view.annotations = annotate(&rule.cfg, &view);
                     let mut inst = Instance { view, since: now, cleared_since: None, sent: BTreeMap::new() };
                     if rule.cfg.for_.is_zero() {
                         fire(&mut inst, wall, out);
@@ -202,7 +217,7 @@ impl Engine {
                 None => {}
                 Some(inst) => {
                     inst.view.value = value;
-                    inst.view.annotations = annotate(&rule.cfg, &inst.view, &external, export_since, wall);
+                    inst.view.annotations = annotate(&rule.cfg, &inst.view);
                     match inst.view.state {
                         State::Pending if !condition => {
                             rule.instances.remove(&series);

@@ -1,5 +1,6 @@
 use super::*;
 use crate::config::alerts::{AlertsConfig, ReceiverConfig, RuleConfig};
+use std::sync::Arc;
 
 fn rule(figure: &str, above: f64) -> RuleConfig {
     RuleConfig {
@@ -53,7 +54,7 @@ impl Harness {
 
 fn engine(rules: Vec<RuleConfig>, receivers: Vec<ReceiverConfig>) -> Harness {
     let cfg = AlertsConfig { builtin_rules: false, rules, receivers, ..AlertsConfig::default() };
-    let e = Engine::new(&cfg, "http://vigil:9901".into());
+    let e = Engine::new(&cfg, "http://vigil:9901".into(), Arc::new(crate::privacy::Redactor::off()));
     Harness { h: History::new(figures::history_names(), e.horizon()), e }
 }
 
@@ -241,4 +242,22 @@ fn builtin_rules_match_the_prometheus_rules_file() {
         assert!(block.contains(&format!("for: {}", duration::format(r.for_))), "{}: for", r.alert);
         assert!(block.contains(&format!("severity: {}", r.severity)), "{}: severity", r.alert);
     }
+}
+
+#[test]
+fn annotations_pass_the_pii_detectors() {
+    let mut r = rule("vigil_feature_drift_score", 0.2);
+    r.annotations.insert("owner".into(), "page jane.doe@example.com or +44 20 7946 0958".into());
+    let cfg = AlertsConfig { builtin_rules: false, rules: vec![r], ..AlertsConfig::default() };
+    let redactor = crate::privacy::Redactor::from_config(&crate::config::PrivacyConfig::default()).unwrap();
+    let mut e = Engine::new(&cfg, "http://vigil:9901".into(), Arc::new(redactor));
+    let mut h = History::new(figures::history_names(), e.horizon());
+    let c = Clock::new();
+    let (t, w) = c.at(0);
+    h.push(t, crate::telemetry::scrape::Scrape::parse(&gauge(0.3)).0);
+    let ts = e.evaluate(&h, t, w);
+    let Transition::Firing(v) = &ts[0] else { panic!("{ts:?}") };
+    let owner = &v.annotations["owner"];
+    assert!(!owner.contains("jane.doe@example.com") && !owner.contains("7946"), "{owner}");
+    assert_eq!(v.annotations["summary"], "income at 0.3", "clean text is untouched");
 }

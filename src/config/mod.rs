@@ -8,6 +8,7 @@ mod analysis;
 pub mod duration;
 mod error;
 mod ground_truth;
+mod privacy;
 mod report;
 mod resources;
 mod shadow;
@@ -22,6 +23,7 @@ pub use error::ConfigError;
 pub use ground_truth::{
     FeedbackConfig, PerformanceConfig, PredictionLogConfig, SegmentConfig, Task, BASELINE_METRICS, LOWER_IS_BETTER,
 };
+pub use privacy::{ActionName, DetectAction, Detector, PrivacyConfig, RuleConfig, DEFAULT_SALT_ENV};
 pub use report::{check_webhook, ReportConfig, REPORT_FORMATS};
 pub use resources::ResourcesConfig;
 pub use shadow::{
@@ -58,6 +60,7 @@ pub struct Config {
     pub resources: ResourcesConfig,
     pub alerts: AlertsConfig,
     pub report: ReportConfig,
+    pub privacy: PrivacyConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -376,6 +379,8 @@ impl Config {
         self.alerts.validate()?;
         self.resources.validate()?;
         self.report.validate()?;
+        self.privacy.validate()?;
+        self.privacy.validate_against(&self.schema)?;
         if self.proxy.max_in_flight == 0 {
             return Err(ConfigError::invalid("proxy.max_in_flight", "0", "a positive number of requests"));
         }
@@ -473,6 +478,7 @@ impl Config {
             ("resources", format!("{:?}", self.resources)),
             ("alerts", format!("{:?}", self.alerts)),
             ("report", format!("{:?}", self.report)),
+            ("privacy", format!("{:?}", self.privacy)),
         ]
     }
 }

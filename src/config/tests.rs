@@ -105,6 +105,52 @@ fn shipped_example_config_is_valid() {
     assert_eq!((&a.external_url, a.export_since), (&b.external_url, b.export_since));
     assert_eq!((&a.rules, &a.receivers), (&b.rules, &b.receivers));
     assert_eq!(d.resources, ResourcesConfig::default());
+    assert_eq!(c.privacy, d.privacy);
+    assert_eq!(d.privacy.salt_env, "VIGIL_PRIVACY_SALT");
+    assert_eq!(d.privacy.detect, [Detector::Email, Detector::Phone, Detector::Card]);
+    assert_eq!(d.privacy.detect_action, DetectAction::Mask);
+}
+
+#[test]
+fn privacy_keys_are_checked() {
+    let rule = |body: &str| format!("{MINIMAL}[[privacy.rules]]\n{body}");
+    let c = Config::from_toml(&rule("feature = \"email\"\naction = \"hash\""), "t.toml").unwrap();
+    c.validate().unwrap();
+    assert_eq!(c.privacy.rules[0].action, Some(ActionName::Hash));
+    let e = err(&rule("action = \"hash\""));
+    assert!(e.contains("privacy.rules[0].feature") && e.contains("exactly one of feature"), "{e}");
+    let e = err(&rule("feature = \"a\"\npath = \"/x\"\naction = \"drop\""));
+    assert!(e.contains("exactly one of feature"), "{e}");
+    let e = err(&rule("path = \"inputs/0\"\naction = \"drop\""));
+    assert!(e.contains("privacy.rules[0].path") && e.contains("JSON pointer"), "{e}");
+    let e = err(&rule("feature = \"a\"\naction = \"erase\""));
+    assert!(e.contains("privacy.rules[0].action"), "{e}");
+    let e = err(&rule("feature = \"a\""));
+    assert!(e.contains("privacy.rules[0].action") && e.contains("drop, hash, mask, generalize"), "{e}");
+    let e = err(&rule("feature = \"a\"\naction = \"hash\"\nkeep_last = 2"));
+    assert!(e.contains("privacy.rules[0].keep_last") && e.contains("mask"), "{e}");
+    let e = err(&rule("feature = \"a\"\naction = \"generalize\""));
+    assert!(e.contains("privacy.rules[0].buckets") && e.contains("round"), "{e}");
+    let e = err(&rule("feature = \"a\"\naction = \"generalize\"\nbuckets = [30, 18]"));
+    assert!(e.contains("privacy.rules[0].buckets") && e.contains("ascending"), "{e}");
+    let e = err(&rule("feature = \"a\"\naction = \"generalize\"\nround = 0"));
+    assert!(e.contains("privacy.rules[0].round") && e.contains("positive"), "{e}");
+    let e = err(&format!(
+        "{}\n[[privacy.rules]]\nfeature = \"a\"\naction = \"drop\"",
+        rule("feature = \"a\"\naction = \"hash\"")
+    ));
+    assert!(e.contains("privacy.rules[1].feature") && e.contains("earlier rule"), "{e}");
+    let e = err(&format!("{MINIMAL}[privacy]\ndetect = [\"ssn\"]"));
+    assert!(e.contains("privacy.detect"), "{e}");
+    let e = err(&format!("{MINIMAL}[privacy]\nsalt_env = \"\""));
+    assert!(e.contains("privacy.salt_env"), "{e}");
+    // Against the schema: a dropped column cannot be a listed feature; text cannot be numeric.
+    let e = err(&format!("{}\n[schema]\nfeatures = [\"a\", \"b\"]", rule("feature = \"a\"\naction = \"drop\"")));
+    assert!(e.contains("privacy.rules[0].feature") && e.contains("schema.features"), "{e}");
+    let e = err(&format!("{}\n[schema]\nnumeric = [\"a\"]", rule("feature = \"a\"\naction = \"mask\"")));
+    assert!(e.contains("privacy.rules[0].feature") && e.contains("schema.numeric"), "{e}");
+    let ok = format!("{}\nround = 5\n[schema]\nnumeric = [\"a\"]", rule("feature = \"a\"\naction = \"generalize\""));
+    Config::from_toml(&ok, "t.toml").unwrap().validate().unwrap();
 }
 
 #[test]

@@ -122,8 +122,10 @@ pub async fn put_reference(admin: &Admin, req: Request<Incoming>, caller: &Calle
     let before = admin.drift.as_ref().and_then(|d| d.handle.snapshot.load().reference.clone());
     let source = Source::Upload { actor: actor.clone() };
     let built = tokio::task::spawn_blocking(move || -> Result<(Profile, reference::Table), ApiError> {
-        let table = reference::parse_sampled(&body, format, "request body", settings.max_rows, 0)
+        let mut table = reference::parse_sampled(&body, format, "request body", settings.max_rows, 0)
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        // [privacy] before it is profiled or saved.
+        settings.redactor.table(&mut table);
         let profile = Profile::build(table.clone(), source, &settings.schema, &settings.drift)
             .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_reference", e.to_string()))?;
         Ok((profile, table))
@@ -170,8 +172,9 @@ pub async fn delete_reference(
     let file = ctl.reference_file.clone();
     let profile = tokio::task::spawn_blocking(move || -> Result<Option<(Profile, reference::Table)>, ApiError> {
         let Some(file) = file else { return Ok(None) };
-        let table = reference::load_sampled(&file, settings.max_rows, 0)
+        let mut table = reference::load_sampled(&file, settings.max_rows, 0)
             .map_err(|e| ApiError::internal("reference_file_failed", format!("reference.file: {e}")))?;
+        settings.redactor.table(&mut table);
         let source = Source::File { path: file.display().to_string() };
         let p = Profile::build(table.clone(), source, &settings.schema, &settings.drift)
             .map_err(|e| ApiError::internal("reference_file_failed", e.to_string()))?;

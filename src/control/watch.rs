@@ -28,8 +28,13 @@ pub struct Watch {
 }
 
 impl Watch {
-    pub fn new(cfg: &AlertsConfig, external_url: String, state_dir: &std::path::Path) -> Watch {
-        let engine = cfg.enabled.then(|| Engine::new(cfg, external_url.clone()));
+    pub fn new(
+        cfg: &AlertsConfig,
+        external_url: String,
+        state_dir: &std::path::Path,
+        redactor: Arc<crate::privacy::Redactor>,
+    ) -> Watch {
+        let engine = cfg.enabled.then(|| Engine::new(cfg, external_url.clone(), redactor));
         let horizon = engine.as_ref().map(|e| e.horizon()).unwrap_or_default().max(rollout::MAX_WINDOW);
         Watch {
             history: Mutex::new(History::new(figures::history_names(), horizon)),

@@ -18,6 +18,7 @@ pub mod window;
 use crate::capture::{Capture, Outcome};
 use crate::codec::{self, Batch, Codec, Pointers, Values};
 use crate::config::{Config, DriftConfig, ProtocolChoice, SchemaConfig};
+use crate::privacy::Redactor;
 use crate::store::audit::{AuditEntry, AuditLog};
 use crate::store::reference::ReferenceStore;
 use crate::telemetry;
@@ -93,6 +94,8 @@ pub struct Settings {
     pub drift: DriftConfig,
     pub learn: usize,
     pub max_rows: usize,
+    /// `[privacy]`: applied to decoded bodies, records and reference tables (see `privacy`).
+    pub redactor: Arc<Redactor>,
 }
 
 impl Settings {
@@ -120,6 +123,8 @@ impl Settings {
             drift: c.drift.clone(),
             learn: c.reference.learn,
             max_rows: c.reference.max_rows,
+            // `app::start` has checked the salt (Redactor::from_config) before this runs.
+            redactor: Arc::new(Redactor::from_config_or_strict(&c.privacy)),
         }
     }
 
@@ -211,6 +216,8 @@ impl Monitor {
     }
 
     fn warn_once(&mut self, message: String) {
+        // Names come from the client's body: through the detectors before the log and the API.
+        let message = self.settings.redactor.scrub_text(&message).into_owned();
         if self.warned.len() < 10_000 && self.warned.insert(message.clone()) {
             tracing::warn!(%message, "live payload does not fit the schema; not analysed (the client was not affected)");
             if self.warnings.len() < MAX_WARNINGS {
@@ -232,10 +239,12 @@ impl Monitor {
         }
         // Requests are decoded whatever the answer, so that malformed payloads are counted even
         // when the model refused them; only answered ones (200) become records.
-        let request = match codec.decode_request(&c.request.bytes) {
+        let mut request = match codec.decode_request(&c.request.bytes) {
             Ok(b) => b,
             Err(e) => {
-                tracing::debug!(error = %e, "request body not decoded");
+                // A decoder's detail can quote a value (serde's "invalid type: string ..."):
+                // through the detectors like everything else that is logged.
+                tracing::debug!(error = %self.settings.redactor.scrub_text(&e.to_string()), "request body not decoded");
                 self.fail(e.reason.as_str());
                 return None;
             }
@@ -243,10 +252,16 @@ impl Monitor {
         if c.status != 200 {
             return None;
         }
+        // Redaction before anything keeps a value: the learner, records, windows, the log.
+        let redactor = self.settings.redactor.clone();
+        redactor.batch(&mut request, &codec, false);
         let response = match codec.decode_response(&c.response.bytes) {
-            Ok(b) => Some(b),
+            Ok(mut b) => {
+                redactor.batch(&mut b, &codec, true);
+                Some(b)
+            }
             Err(e) => {
-                tracing::debug!(error = %e, "response body not decoded");
+                tracing::debug!(error = %self.settings.redactor.scrub_text(&e.to_string()), "response body not decoded");
                 self.fail(e.reason.as_str());
                 None
             }
@@ -275,7 +290,7 @@ impl Monitor {
         if rows == 0 {
             return None;
         }
-        let rec = Records {
+        let mut rec = Records {
             request_id: c.request_id.to_str().unwrap_or_default().to_owned(),
             version: c.version.clone(),
             time: c.started_at,
@@ -283,8 +298,12 @@ impl Monitor {
             features,
             predictions,
         };
+        redactor.records(&mut rec, &profile.schema);
         let body = if self.tracker.needs_body() {
-            serde_json::from_slice::<serde_json::Value>(&c.request.bytes).ok()
+            serde_json::from_slice::<serde_json::Value>(&c.request.bytes).ok().map(|mut b| {
+                redactor.json(&mut b);
+                b
+            })
         } else {
             None
         };
@@ -323,7 +342,8 @@ impl Monitor {
             schema.predictions = predictions;
         }
         let source = Source::Learned { version: c.version.to_string() };
-        let table = table.sample(self.settings.max_rows, 0);
+        let mut table = table.sample(self.settings.max_rows, 0);
+        self.settings.redactor.table(&mut table);
         match Profile::build(table.clone(), source.clone(), &schema, &self.settings.drift) {
             Ok(p) => {
                 tracing::info!(rows = p.rows, features = p.features.len(), "reference learned from live records");
@@ -591,7 +611,13 @@ pub const TICK: Duration = Duration::from_millis(20);
 /// run time (saved in the state dir) wins over `reference.file`, as the operator's latest
 /// decision; a reference that came from a file is read again from that file, so editing the file
 /// and restarting takes effect. Errors name the file and what is wrong with it.
-pub fn initial_profile(config: &Config, store: &ReferenceStore) -> Result<Option<Arc<Profile>>, String> {
+/// Every table goes through `redactor` before it is profiled or saved (a saved one again: redaction
+/// is idempotent, and a rule added since applies).
+pub fn initial_profile(
+    config: &Config,
+    store: &ReferenceStore,
+    redactor: &Redactor,
+) -> Result<Option<Arc<Profile>>, String> {
     if !config.drift.enabled && !config.performance.enabled {
         return Ok(None);
     }
@@ -606,11 +632,23 @@ pub fn initial_profile(config: &Config, store: &ReferenceStore) -> Result<Option
                      DELETE /admin/reference to go back to the file"
                 );
             }
+            // Saved before a privacy rule that now applies to it: rewritten redacted.
+            let mut table = table;
+            let before = (!redactor.is_off()).then(|| table.clone());
+            redactor.table(&mut table);
+            if before.is_some_and(|b| b != table) {
+                match store.stage(&table, meta.source.clone()).and_then(|s| s.commit()) {
+                    Ok(()) => tracing::info!("saved reference rewritten with the [privacy] rules now configured"),
+                    Err(e) => tracing::warn!(error = %e, "cannot rewrite the saved reference with the [privacy] rules"),
+                }
+            }
             (table, meta.source)
         }
         (_, Some(file)) => {
-            let table = reference::load_sampled(file, config.reference.max_rows, 0)
+            let mut table = reference::load_sampled(file, config.reference.max_rows, 0)
                 .map_err(|e| format!("reference.file: {e}"))?;
+            // Redacted before it is saved or profiled: the profile of a hashed column is over hashes.
+            redactor.table(&mut table);
             let source = Source::File { path: file.display().to_string() };
             // Saved too, so the state dir says which reference the figures were computed against.
             match store.stage(&table, source.clone()).and_then(|s| s.commit()) {

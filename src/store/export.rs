@@ -1,6 +1,10 @@
 //! The prediction log read back for retraining: rows in time order, filtered, written as JSON
 //! lines, CSV or Parquet to any `io::Write`, one page of rows at a time.
 //!
+//! **Already redacted.** The rows and comments it reads were redacted before they were written
+//! (`privacy::Redactor` on the analysis thread, comments on the log's writer thread): an export
+//! holds hashes, masks and buckets where `[privacy]` says so, and nothing here redacts again.
+//!
 //! Owns: a read-only SQLite connection of its own to `predictions.db` (WAL lets it read while the
 //! `vigil-predlog` thread writes), the export's columns and the three writers.
 //! May not touch: the writer thread's connection, routes, sockets. Everything here blocks: run it

@@ -64,7 +64,8 @@
 //! );
 //! CREATE INDEX feedback_row ON feedback(request_id, row);
 //! ```
-//! A comment is stored only for a logged prediction (like a label) and is appended, never
+//! A comment's text goes through the `[privacy]` detectors ([`Options::redactor`]) on the writer
+//! thread before it is stored. A comment is stored only for a logged prediction (like a label) and is appended, never
 //! replaced: the export reads the latest comment and the latest score of each row. A prediction
 //! replaced by a reused request id loses its comments with its label; retention by age deletes
 //! comments older than `max_age` (by arrival), and comments of rows trimmed by `max_rows` stay
@@ -260,6 +261,9 @@ pub struct Options {
     pub retention_every: Duration,
     /// How long a write waits for a lock held by another connection (an operator's shell).
     pub busy_timeout: Duration,
+    /// `[privacy]` detectors for free-text comments, run on the writer thread before a comment
+    /// is stored. Rows arrive already redacted (by the analysis thread, `monitor::Monitor`).
+    pub redactor: Option<Arc<crate::privacy::Redactor>>,
 }
 
 impl Default for Options {
@@ -272,6 +276,7 @@ impl Default for Options {
             max_rows: Some(10_000_000),
             retention_every: Duration::from_secs(60),
             busy_timeout: Duration::from_secs(5),
+            redactor: None,
         }
     }
 }
@@ -885,7 +890,11 @@ impl Writer {
             for c in comments {
                 let found = exists.exists(params![c.request_id, c.row])?;
                 if found {
-                    insert.execute(params![c.request_id, c.row, now_ms, c.comment, c.score])?;
+                    let comment = match (&self.options.redactor, c.comment.as_deref()) {
+                        (Some(r), Some(text)) => Some(r.scrub_text(text).into_owned()),
+                        (_, text) => text.map(str::to_owned),
+                    };
+                    insert.execute(params![c.request_id, c.row, now_ms, comment, c.score])?;
                 }
                 out.push(found);
             }

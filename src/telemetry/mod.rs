@@ -106,6 +106,9 @@ pub const PREDICTION_LOG_ERRORS: &str = "vigil_prediction_log_errors_total";
 pub const PREDICTION_LOG_ROWS: &str = "vigil_prediction_log_rows";
 /// Time one prediction log batch took to write and commit.
 pub const PREDICTION_LOG_FLUSH_DURATION: &str = "vigil_prediction_log_flush_duration_seconds";
+/// Values redacted before storage, by `action` (drop, hash, mask, generalize) and `source` (rule,
+/// email, phone, card).
+pub const REDACTIONS_TOTAL: &str = "vigil_redactions_total";
 
 /// Buckets for latency histograms, in seconds: 100 µs to 60 s.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -264,6 +267,10 @@ fn describe() {
     describe_gauge!(
         IMPORTANCE_DRIFT,
         "Change of the normalised global importance since the first full window (L1 distance, 0-2)."
+    );
+    describe_counter!(
+        REDACTIONS_TOTAL,
+        "Values redacted before storage, by action and source (rule, email, phone, card)."
     );
     describe_counter!(PROBING_FLAGS, "Clients flagged for probing the decision boundary.");
     describe_gauge!(PROBING_SUSPECTS, "Clients currently flagged for probing.");
