@@ -19,15 +19,16 @@ use vigil::privacy::Redactor;
 use vigil::telemetry::scrape::{History, Scrape};
 
 const BUCKETS: [&str; 17] = [
-    "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10",
-    "30", "60", "+Inf",
+    "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "30",
+    "60", "+Inf",
 ];
 
 fn metrics_text(tick: u64) -> String {
     let mut s = String::new();
     for v in ["v1", "v2", "v3", "v4"] {
         for (i, code) in ["200", "400", "404", "500", "502", "503"].iter().enumerate() {
-            let _ = writeln!(s, "vigil_requests_total{{version=\"{v}\",code=\"{code}\"}} {}", tick * 100 / (i as u64 + 1));
+            let _ =
+                writeln!(s, "vigil_requests_total{{version=\"{v}\",code=\"{code}\"}} {}", tick * 100 / (i as u64 + 1));
         }
         for h in ["vigil_request_duration_seconds", "vigil_upstream_duration_seconds"] {
             for (i, le) in BUCKETS.iter().enumerate() {
