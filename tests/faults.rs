@@ -244,7 +244,8 @@ fn status_line(out: &[u8]) -> String {
 /// reaches the upstream as a complete request; vigil keeps serving after every one.
 ///
 /// - a garbage request line, invalid bytes in a header name and in a header value: 400;
-/// - headers beyond hyper's read buffer (its default `max_buf_size`, ~400 KiB): 431;
+/// - headers beyond hyper's read buffer (its default `max_buf_size`, 8192 + 4096 x 100 = 417,792
+///   bytes; vigil does not change it): 431;
 /// - more than 100 headers (hyper's default header count): 431;
 /// - a Content-Length larger than the body, then the client closes: the upstream may have seen
 ///   the headers (vigil streams bodies) but never a complete body;
