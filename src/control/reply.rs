@@ -46,7 +46,12 @@ impl ApiError {
         self
     }
 
+    /// The JSON reply. A 5xx is vigil's own failure (a state file it cannot write, a thread that
+    /// stopped): the operator reads it in the log too, not only the caller in the body.
     pub fn into_response(self) -> AdminResponse {
+        if self.status.is_server_error() {
+            tracing::error!(status = self.status.as_u16(), kind = self.kind, "admin request failed: {}", self.message);
+        }
         let mut res = json(self.status, &serde_json::json!({"error": self.message, "kind": self.kind}));
         if let Some(allow) = self.allow {
             if let Ok(v) = HeaderValue::from_str(&allow) {

@@ -806,8 +806,17 @@ impl DemoModel {
 
     /// With extra `vigil demo-model` flags, e.g. `["--error-ratio", "0.5"]`.
     pub async fn start_with(version: &str, extra: &[&str]) -> DemoModel {
+        DemoModel::spawn(version, "127.0.0.1:0", extra).await
+    }
+
+    /// On a given address, e.g. the one a killed model server listened on (a restart).
+    pub async fn start_on(version: &str, addr: SocketAddr) -> DemoModel {
+        DemoModel::spawn(version, &addr.to_string(), &[]).await
+    }
+
+    async fn spawn(version: &str, listen: &str, extra: &[&str]) -> DemoModel {
         let mut cmd = Command::new(BIN);
-        cmd.args(["demo-model", "--listen", "127.0.0.1:0", "--model-version", version]);
+        cmd.args(["demo-model", "--listen", listen, "--model-version", version]);
         cmd.args(extra);
         let mut proc = spawn_logged(cmd);
         let line = proc.wait_for_line("listening on").await;
@@ -822,6 +831,11 @@ impl DemoModel {
     /// The model server's process id.
     pub fn pid(&self) -> u32 {
         self.proc.child.id()
+    }
+
+    /// SIGKILL, and wait until the process is gone (its sockets close; nothing answers).
+    pub fn sigkill(&mut self) {
+        self.proc.kill();
     }
 }
 
@@ -859,6 +873,8 @@ pub struct Recorded {
     pub authority: Option<String>,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// Why reading the body failed (the peer closed mid-body, ...); `body` is then empty.
+    pub body_error: Option<String>,
 }
 
 impl Recorded {
@@ -983,7 +999,10 @@ fn reply(status: u16, body: impl Into<Bytes>) -> Response<TestBody> {
 
 async fn handle(st: Arc<UpState>, req: Request<Incoming>) -> Result<Response<TestBody>, Infallible> {
     let (parts, body) = req.into_parts();
-    let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+    let (body, body_error) = match body.collect().await {
+        Ok(c) => (c.to_bytes(), None),
+        Err(e) => (Bytes::new(), Some(e.to_string())),
+    };
     let uri = parts.uri.path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_default();
     let authority = parts
         .uri
@@ -997,6 +1016,7 @@ async fn handle(st: Arc<UpState>, req: Request<Incoming>) -> Result<Response<Tes
         authority,
         headers: parts.headers.clone(),
         body: body.clone(),
+        body_error,
     });
     let path = parts.uri.path();
     let query = parse_query(parts.uri.query());
@@ -1105,6 +1125,19 @@ async fn raw_upstream(answer: Option<&'static [u8]>) -> SocketAddr {
                 }
                 let _ = s.shutdown().await;
             });
+        }
+    });
+    addr
+}
+
+/// A half-open upstream: it accepts connections and keeps them, but never reads nor answers.
+pub async fn silent_upstream() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut kept = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            kept.push(s);
         }
     });
     addr
