@@ -3,8 +3,10 @@
 # and labels joined by a labeller, 100% of v1 mirrored to v2, the what-if kinds, alerts) at a
 # constant rate for a long time, sampling vigil's resident memory and open file descriptors.
 #   loadtest/soak.sh [DURATION=1h] [RATE=200] [SAMPLE_EVERY=10]
-# Pass: RSS and fds of the last quarter within 5% of the second quarter's (the first quarter is
-# warm-up: windows, histograms and pools fill), and no failed request in the demo's traffic report.
+# Pass: RSS and fds of the last quarter within 5% of the second quarter's (fds: or within 8), and
+# no failed request in the demo's traffic report. The first quarter is warm-up: windows,
+# histograms and pools fill, and the demo's 5-minute performance window fills for 5 minutes, so
+# runs shorter than ~30 minutes compare a filling second quarter and read as growth.
 # Writes loadtest/soak-<time>.tsv (seconds, rss_kib, fds) and prints the verdict. Not run in CI.
 set -euo pipefail
 duration="${1:-1h}"; rate="${2:-200}"; every="${3:-10}"
@@ -36,15 +38,16 @@ if len(rows) < 8:
     sys.exit(f"soak: only {len(rows)} samples in {path}: run longer")
 q = len(rows) // 4
 second, last = rows[q:2 * q], rows[-q:]
-def cmp(i, name):
+def cmp(i, name, slack=0):
     a = statistics.mean(r[i] for r in second); b = statistics.mean(r[i] for r in last)
     change = (b - a) / a * 100
-    ok = abs(change) <= 5
+    ok = abs(change) <= 5 or abs(b - a) <= slack
     print(f"{name}: second quarter {a:,.0f}, last quarter {b:,.0f}: {change:+.1f}% {'ok' if ok else 'NOT FLAT'}")
     return ok
 text = open(log).read()
 print(f"soak {duration} at {rate} req/s, {len(rows)} samples -> {path}")
-ok = cmp(1, "RSS KiB") & cmp(2, "open fds")
+# Pooled connections (clients, mirrors, the labeller) move the fd count by a few: a leak climbs.
+ok = cmp(1, "RSS KiB") & cmp(2, "open fds", slack=8)
 tail = text.split("demo traffic:")[-1] if "demo traffic:" in text else ""
 print("demo traffic report:" + (tail or " (none: did the demo exit early? see the log)"))
 req = re.search(r"(\d+) scheduled, (\d+) sent, (\d+) ok", tail)
