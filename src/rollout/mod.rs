@@ -273,7 +273,7 @@ impl Rollout {
         let t = rfc3339(now);
         let id = format!("r-{}", humantime::format_rfc3339_seconds(now).to_string().replace([':', '-'], ""));
         let weight = spec.steps[0];
-        let r = Rollout {
+        let mut r = Rollout {
             id,
             candidate: spec.candidate,
             stable,
@@ -293,7 +293,13 @@ impl Rollout {
             last_check: None,
             passed_in_step: 0,
         };
-        let action = if weight >= 100 { Action::Promote } else { Action::SetWeight(weight) };
+        let action = if weight >= 100 {
+            // A single step of 100 is a promotion: done as soon as it is applied.
+            r.finish(Phase::Succeeded, now, format!("promoted: {} is the active version", r.candidate));
+            Action::Promote
+        } else {
+            Action::SetWeight(weight)
+        };
         (r, action)
     }
 

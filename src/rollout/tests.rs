@@ -169,3 +169,13 @@ fn survives_a_round_trip_through_its_file() {
     let back = back.resumed(at(50));
     assert_eq!(back.step_started_at, rfc3339(at(50)));
 }
+
+#[test]
+fn a_single_step_of_100_is_a_promotion_that_finishes_at_once() {
+    let mut s = spec(Analysis::default().metrics);
+    s.steps = vec![100];
+    let (mut r, action) = Rollout::start(s, "v1".into(), at(0));
+    assert_eq!(action, Action::Promote);
+    assert_eq!((r.phase, r.weight), (Phase::Succeeded, 100));
+    assert_eq!(r.tick(at(60), &healthy()), None);
+}
