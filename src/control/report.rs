@@ -315,22 +315,14 @@ pub fn gather(src: &Sources, since_ms: i64, until_ms: i64, previous: Option<&Rep
 
 /// Requests and 5xx answers per version from `/metrics`' `vigil_requests_total{version, code}`.
 pub fn requests_by_version(metrics_text: &str) -> BTreeMap<String, (u64, u64)> {
+    let (scrape, _) = crate::telemetry::scrape::Scrape::parse(metrics_text);
     let mut out: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-    for line in metrics_text.lines() {
-        let Some(rest) = line.strip_prefix(crate::telemetry::REQUESTS_TOTAL).and_then(|r| r.strip_prefix('{')) else {
-            continue;
-        };
-        let Some((labels, value)) = rest.rsplit_once('}') else { continue };
-        let label = |name: &str| {
-            let start = labels.find(&format!("{name}=\""))? + name.len() + 2;
-            labels[start..].find('"').map(|end| &labels[start..start + end])
-        };
-        let (Some(version), Some(code)) = (label("version"), label("code")) else { continue };
-        let Ok(n) = value.trim().parse::<f64>() else { continue };
-        let e = out.entry(version.to_owned()).or_default();
-        e.0 += n as u64;
+    for (k, n) in scrape.select(crate::telemetry::REQUESTS_TOTAL, &BTreeMap::new()) {
+        let (Some(version), Some(code)) = (k.labels.get("version"), k.labels.get("code")) else { continue };
+        let e = out.entry(version.clone()).or_default();
+        e.0 += *n as u64;
         if code.starts_with('5') {
-            e.1 += n as u64;
+            e.1 += *n as u64;
         }
     }
     out
