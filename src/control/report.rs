@@ -903,21 +903,9 @@ pub fn run_once(src: &Sources, rt: Option<&tokio::runtime::Runtime>) -> Result<V
     Ok(written)
 }
 
-/// Writes `bytes` to `path` through `<path>.tmp`, fsynced, then renamed: a reader sees the old
-/// file or the whole new one.
+/// [`crate::store::write_atomic`], with an error that names the file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    use std::io::Write;
-    let tmp = path.with_extension(format!("{}.tmp", path.extension().and_then(|e| e.to_str()).unwrap_or_default()));
-    let fail = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
-    let mut f = std::fs::File::create(&tmp).map_err(fail)?;
-    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        fail(e)
-    })?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        fail(e)
-    })
+    crate::store::write_atomic(path, bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 /// Deletes the oldest `vigil-report-*.<ext>` files of `dir` beyond `keep` (names sort by time).

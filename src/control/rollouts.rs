@@ -93,13 +93,7 @@ impl Book {
             let s = self.lock();
             (self.path.clone(), serde_json::to_vec_pretty(&*s).unwrap_or_default())
         };
-        let written = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            let tmp = path.with_extension("json.tmp");
-            std::fs::write(&tmp, &bytes)?;
-            std::fs::File::open(&tmp)?.sync_all()?;
-            std::fs::rename(&tmp, &path)
-        })
-        .await;
+        let written = tokio::task::spawn_blocking(move || crate::store::write_atomic(&path, &bytes)).await;
         if let Ok(Err(e)) | Err(e) = written.map_err(std::io::Error::other) {
             metrics::counter!(telemetry::STATE_WRITE_ERRORS, "file" => "rollouts").increment(1);
             tracing::error!(file = %self.path.display(), error = %e, "cannot write the rollouts file");

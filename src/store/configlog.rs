@@ -48,10 +48,8 @@ pub fn record_start(dir: &Path, sections: &[(&str, String)], audit: &AuditLog) -
             detail: Some(serde_json::json!({"changed": changed})),
         })?;
     }
-    let tmp = path.with_extension("json.tmp");
     let saved = Saved { vigil: env!("CARGO_PKG_VERSION").into(), sections: now };
-    std::fs::write(&tmp, serde_json::to_vec_pretty(&saved)?)?;
-    std::fs::rename(&tmp, &path)?;
+    super::write_atomic(&path, &serde_json::to_vec_pretty(&saved)?)?;
     Ok(changed)
 }
 

@@ -9,3 +9,18 @@ pub mod configlog;
 pub mod export;
 pub mod predlog;
 pub mod reference;
+
+/// Writes `bytes` to `path` through `<path>.tmp`, fsynced, then renamed: a reader (or a restart
+/// after a crash) sees the old file or the whole new one, never a part. The temporary file is
+/// removed when a step fails.
+pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension(format!("{}.tmp", path.extension().and_then(|e| e.to_str()).unwrap_or_default()));
+    let written = std::fs::File::create(&tmp)
+        .and_then(|mut f| f.write_all(bytes).and_then(|_| f.sync_all()))
+        .and_then(|_| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
