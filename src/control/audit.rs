@@ -82,6 +82,18 @@ pub(super) fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Appends `entry` on the blocking pool (the append fsyncs). For changes that are only an audit
+/// line (mirrors, a rollout's pause): if it cannot be written, the change must not happen.
+pub async fn append(admin: &Admin, entry: crate::store::audit::AuditEntry) -> Result<(), ApiError> {
+    let log = admin.audit.clone();
+    tokio::task::spawn_blocking(move || log.append(&entry))
+        .await
+        .map_err(|e| ApiError::internal("internal", format!("audit writer failed: {e}")))?
+        .map_err(|e| {
+            ApiError::internal("audit_write_failed", format!("cannot write the audit trail: {e}; nothing was changed"))
+        })
+}
+
 pub async fn get<B>(admin: &Admin, req: &Request<B>) -> Result<AdminResponse, ApiError> {
     let query = parse_query(req)?;
     let path = admin.audit.path().to_owned();

@@ -306,13 +306,7 @@ async fn audit_plain(
         after: serde_json::json!({"phase": r.phase}),
         detail: Some(detail(r)),
     };
-    let log = admin.audit.clone();
-    tokio::task::spawn_blocking(move || log.append(&entry))
-        .await
-        .map_err(|e| ApiError::internal("internal", format!("audit writer failed: {e}")))?
-        .map_err(|e| {
-            ApiError::internal("audit_write_failed", format!("cannot write the audit trail: {e}; nothing was changed"))
-        })
+    super::audit::append(admin, entry).await
 }
 
 fn publish(r: &Rollout) {

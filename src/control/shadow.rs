@@ -155,13 +155,7 @@ async fn audit(
         after: serde_json::json!({ "mirrors": after }),
         detail: None,
     };
-    let log = admin.audit.clone();
-    tokio::task::spawn_blocking(move || log.append(&entry))
-        .await
-        .map_err(|e| ApiError::internal("internal", format!("audit writer failed: {e}")))?
-        .map_err(|e| {
-            ApiError::internal("audit_write_failed", format!("cannot write the audit trail: {e}; nothing was changed"))
-        })
+    super::audit::append(admin, entry).await
 }
 
 #[derive(Deserialize)]
