@@ -119,6 +119,8 @@ async fn truncated_upstream_body_is_not_passed_off_as_complete() {
     let vigil = Vigil::builder().upstream("v1", &format!("http://{addr}")).start().await;
     let err = try_send(&h1_client(), request("GET", &vigil.url("/cl")).body(TestBody::empty()).unwrap()).await;
     assert!(err.is_err(), "a truncated body reached the client as a complete response: {err:?}");
+    // Counted as the upstream's failure, after the headers went through.
+    vigil.wait_metric("vigil_upstream_errors_total", &[("version", "v1"), ("kind", "upstream_body_error")], 1.0).await;
 
     // Chunked: two chunks, then the connection closes without the last chunk.
     let addr = garbage_upstream(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n3\r\ndef\r\n").await;
@@ -131,6 +133,7 @@ async fn truncated_upstream_body_is_not_passed_off_as_complete() {
         "vigil terminated a truncated chunked body: {:?}",
         String::from_utf8_lossy(&raw)
     );
+    vigil.wait_metric("vigil_upstream_errors_total", &[("kind", "upstream_body_error")], 2.0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

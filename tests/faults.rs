@@ -9,7 +9,7 @@
 //! (tests/shadow.rs).
 //!
 //! Here: the model server SIGKILLed while answering; half-open upstreams (silent after accept,
-//! stalling mid-body); malformed client HTTP over raw TCP; the analysis queue saturated; the
+//! stalling mid-body, with `proxy.body_idle_timeout` on and off); malformed client HTTP over raw TCP; the analysis queue saturated; the
 //! state dir becoming unusable at run time; SIGKILL of vigil and restart on the same state.
 
 mod support;
@@ -168,14 +168,69 @@ async fn half_open_upstream_gives_504_after_response_timeout() {
 }
 
 /// Expectation: an upstream that sends its headers and a first chunk, then stalls, gives the
-/// client those headers and that chunk at once. vigil has no body idle timeout (response_timeout
-/// covers the headers only), so the body stays open until the client gives up; when it does,
-/// vigil's in-flight gauge returns to 0, the exchange is captured as aborted, and vigil serves on.
+/// client those headers and that chunk at once; after `proxy.body_idle_timeout` without a byte,
+/// vigil cuts the response short: the client's body ends in an error (a truncated message, over
+/// HTTP/1.1 and HTTP/2 alike) instead of hanging, the stall is counted as
+/// `upstream_body_timeout`, the in-flight slot is freed and vigil serves on. A stream that keeps
+/// moving with gaps shorter than the timeout is not cut, however long it lasts in total.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn upstream_stalling_mid_body_holds_until_the_client_gives_up_then_frees_the_slot() {
+async fn upstream_stalling_mid_body_is_cut_after_the_body_idle_timeout() {
     let up = Upstream::start("u1").await;
-    let config =
-        format!("[proxy]\nresponse_timeout = \"300ms\"\n\n[[versions]]\nname = \"v1\"\nurl = \"{}\"\n", up.url());
+    let config = format!(
+        "[proxy]\nresponse_timeout = \"300ms\"\nbody_idle_timeout = \"300ms\"\n\n[[versions]]\nname = \"v1\"\nurl = \"{}\"\n",
+        up.url()
+    );
+    let vigil = Vigil::builder().config(&config).start().await;
+    for (n, (proto, client)) in [("HTTP/1.1", h1_client()), ("HTTP/2", h2_client())].into_iter().enumerate() {
+        let t = Instant::now();
+        let res = client.request(request("GET", &vigil.url("/stream-held")).body(TestBody::empty()).unwrap());
+        let res = res.await.expect("the headers reach the client");
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers().get("x-upstream").unwrap(), "u1");
+        let headers_at = t.elapsed();
+        let mut body = res.into_body();
+        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(first, "first-chunk");
+        up.wait_held(n + 1).await;
+        let first_at = t.elapsed();
+        // The client's own patience is far longer than vigil's timeout.
+        let next = tokio::time::timeout(DEADLINE, body.frame()).await.expect("vigil cut the stalled body");
+        let cut_at = t.elapsed();
+        match next {
+            Some(Err(_)) => {}
+            other => panic!("{proto}: a stalled body must end in an error (a truncated message), got {other:?}"),
+        }
+        assert!(cut_at - first_at >= Duration::from_millis(300), "{proto}: cut before the timeout");
+        vigil.wait_metric("vigil_in_flight_requests", &[], 0.0).await;
+        eprintln!(
+            "stalled body ({proto}): headers after {:.1} ms, first chunk, then cut {:.0} ms later \
+             (body_idle_timeout 300 ms); in flight back to 0",
+            ms(headers_at),
+            ms(cut_at - first_at)
+        );
+    }
+    let m = vigil.metrics().await;
+    assert_eq!(m.sum("vigil_upstream_errors_total", &[("version", "v1"), ("kind", "upstream_body_timeout")]), 2.0);
+    // Gaps of 150 ms, 1.05 s in all: longer than the timeout in total, never idle that long.
+    let r = get(&vigil.url("/stream?chunks=8&size=100&delay_ms=150")).await;
+    assert_eq!(r.status, 200);
+    assert_bytes_eq(&r.body, &pattern(800), "a slow stream that keeps moving");
+    assert_eq!(get(&vigil.url("/echo/after")).await.status, 200);
+    let m = vigil.metrics().await;
+    assert_eq!(m.sum("vigil_upstream_errors_total", &[("kind", "upstream_body_timeout")]), 2.0);
+    up.release();
+}
+
+/// Expectation: with `body_idle_timeout = "0s"` (off, for upstreams that stream with long
+/// pauses), a stalled body stays open until the client gives up; when it does, vigil's in-flight
+/// gauge returns to 0, the exchange is captured as aborted, and vigil serves on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_stalling_mid_body_with_the_idle_timeout_off_holds_until_the_client_gives_up() {
+    let up = Upstream::start("u1").await;
+    let config = format!(
+        "[proxy]\nresponse_timeout = \"300ms\"\nbody_idle_timeout = \"0s\"\n\n[[versions]]\nname = \"v1\"\nurl = \"{}\"\n",
+        up.url()
+    );
     let vigil = Vigil::builder().config(&config).start().await;
     let t = Instant::now();
     let stalled_for;
@@ -184,7 +239,6 @@ async fn upstream_stalling_mid_body_holds_until_the_client_gives_up_then_frees_t
         let res = client.request(request("GET", &vigil.url("/stream-held")).body(TestBody::empty()).unwrap());
         let res = res.await.expect("the headers reach the client");
         assert_eq!(res.status(), 200);
-        assert_eq!(res.headers().get("x-upstream").unwrap(), "u1");
         let headers_at = t.elapsed();
         let mut body = res.into_body();
         let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
@@ -195,7 +249,6 @@ async fn upstream_stalling_mid_body_holds_until_the_client_gives_up_then_frees_t
         assert!(next.is_err(), "the stalled body produced something: {next:?}");
         stalled_for = t.elapsed() - headers_at;
         assert_eq!(vigil.metrics().await.sum("vigil_in_flight_requests", &[]), 1.0);
-        eprintln!("stalled body: headers after {:.1} ms, then nothing for {:.0} ms", ms(headers_at), ms(stalled_for));
         // The client gives up: dropping the body and the client closes the connection.
     }
     let gave_up = Instant::now();
@@ -206,7 +259,7 @@ async fn upstream_stalling_mid_body_holds_until_the_client_gives_up_then_frees_t
     let m = vigil.metrics().await;
     assert_eq!(m.sum("vigil_upstream_errors_total", &[]), 0.0, "a client leaving is not an upstream error");
     eprintln!(
-        "stalled body: the client gave up after {:.0} ms of silence; in flight 1 -> 0 in {:.1} ms; next request 200",
+        "stalled body, idle timeout off: the client gave up after {:.0} ms of silence; in flight 1 -> 0 in {:.1} ms",
         ms(stalled_for),
         ms(freed)
     );

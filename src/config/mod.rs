@@ -75,6 +75,10 @@ pub struct ProxyConfig {
     /// Time from sending the request upstream to the upstream's response headers.
     #[serde(with = "duration::serde")]
     pub response_timeout: Duration,
+    /// Once the headers are through: the longest the upstream may send no body bytes before
+    /// the response is cut short (the client sees a truncated body). "0s" turns it off.
+    #[serde(with = "duration::serde")]
+    pub body_idle_timeout: Duration,
     /// How long in-flight requests may take to finish after SIGTERM.
     #[serde(with = "duration::serde")]
     pub drain_timeout: Duration,
@@ -94,6 +98,7 @@ impl Default for ProxyConfig {
             max_in_flight: 10_000,
             connect_timeout: Duration::from_secs(1),
             response_timeout: Duration::from_secs(30),
+            body_idle_timeout: Duration::from_secs(60),
             drain_timeout: Duration::from_secs(30),
             header_read_timeout: Duration::from_secs(10),
             max_idle_per_upstream: 256,

@@ -20,6 +20,7 @@ fn minimal_file_gets_documented_defaults() {
     assert_eq!(c.proxy.listen.to_string(), "0.0.0.0:8080");
     assert_eq!(c.admin.listen.to_string(), "127.0.0.1:9901");
     assert_eq!(c.proxy.response_timeout, Duration::from_secs(30));
+    assert_eq!(c.proxy.body_idle_timeout, Duration::from_secs(60));
     assert_eq!(c.capture.max_body_bytes, 256 * 1024);
     assert_eq!(c.active_name(), "v1");
 }
@@ -246,6 +247,11 @@ fn bad_duration_is_explained() {
     assert!(e.contains("`proxy.response_timeout`"), "{e}");
     assert!(e.contains("\"soon\""), "{e}");
     assert!(e.contains("a duration such as"), "{e}");
+    let e = err(&format!("[proxy]\nbody_idle_timeout = 5\n{MINIMAL}"));
+    assert!(e.contains("`proxy.body_idle_timeout`"), "{e}");
+    let off = Config::from_toml(&format!("[proxy]\nbody_idle_timeout = \"0s\"\n{MINIMAL}"), "t.toml").unwrap();
+    off.validate().unwrap();
+    assert_eq!(off.proxy.body_idle_timeout, Duration::ZERO, "0s turns it off");
 }
 
 #[test]

@@ -5,6 +5,14 @@
 //! left), assembles the [`Capture`] and offers it to the queue. Chunks are passed on unchanged;
 //! the tap keeps a reference-counted slice of the first chunk (no copy for single-chunk bodies)
 //! and copies later chunks only up to `capture.max_body_bytes`.
+//!
+//! [`ResponseBody`] also owns the upstream body's **idle timeout** (`proxy.body_idle_timeout`,
+//! Envoy's `stream_idle_timeout`, nginx's `proxy_read_timeout`): once the headers have gone to
+//! the client, an upstream that stops sending mid-body is cut off after that long without a
+//! byte. The status is already on the wire, so the only honest signal left is an unfinished
+//! message: the body ends in an error, hyper closes the client's connection (HTTP/1.1) or resets
+//! the stream (HTTP/2), and the client sees a truncated response rather than a hang. The timer
+//! costs nothing on a body that never makes vigil wait: it is armed on the first `Pending`.
 
 use crate::capture::{Capture, CaptureSink, CapturedBody, Outcome, Timings};
 use bytes::{Bytes, BytesMut};
@@ -15,10 +23,12 @@ use hyper::body::Incoming;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::time::Sleep;
 
 use super::admission::InFlightGuard;
 use super::h1::H1Conn;
+use crate::telemetry::VersionMetrics;
 
 /// Accumulates up to `cap` bytes of a body.
 #[derive(Debug, Default)]
@@ -151,6 +161,69 @@ impl Drop for ResponseTap {
     }
 }
 
+/// Why a response body ended early. hyper turns it into a closed connection (HTTP/1.1) or a
+/// reset stream (HTTP/2): the headers are already on the wire, so the client learns of it as
+/// a truncated message.
+#[derive(Debug)]
+pub enum BodyError {
+    /// The upstream's body failed (reset, closed early, bad chunking).
+    Upstream(hyper::Error),
+    /// The upstream sent nothing for `proxy.body_idle_timeout`.
+    IdleTimeout(Duration),
+}
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BodyError::Upstream(e) => write!(f, "upstream response body failed: {e}"),
+            BodyError::IdleTimeout(d) => {
+                write!(f, "upstream sent no body bytes for {d:?} (proxy.body_idle_timeout)")
+            }
+        }
+    }
+}
+
+impl std::error::Error for BodyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            BodyError::Upstream(e) => Some(e),
+            BodyError::IdleTimeout(_) => None,
+        }
+    }
+}
+
+/// The idle timer of one upstream body: armed lazily on the first `Pending`, pushed back on the
+/// next `Pending` after any progress, so a body that arrives in one piece never touches the
+/// timer wheel. Idle time counts from when vigil first waited after the last frame.
+pub(crate) struct Idle {
+    /// `None`: off (`body_idle_timeout = "0s"`).
+    timeout: Option<Duration>,
+    sleep: Option<Pin<Box<Sleep>>>,
+    progressed: bool,
+}
+
+impl Idle {
+    pub(crate) fn new(timeout: Duration) -> Idle {
+        Idle { timeout: (!timeout.is_zero()).then_some(timeout), sleep: None, progressed: false }
+    }
+
+    fn progress(&mut self) {
+        self.progressed = true;
+    }
+
+    /// Called when the body is `Pending`: whether the timeout has passed.
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(timeout) = self.timeout else { return false };
+        match &mut self.sleep {
+            None => self.sleep = Some(Box::pin(tokio::time::sleep(timeout))),
+            Some(s) if self.progressed => s.as_mut().reset(tokio::time::Instant::now() + timeout),
+            Some(_) => {}
+        }
+        self.progressed = false;
+        self.sleep.as_mut().is_some_and(|s| std::future::Future::poll(s.as_mut(), cx).is_ready())
+    }
+}
+
 /// The response body vigil hands to hyper: the upstream's (tapped) or vigil's own.
 pub struct ResponseBody {
     kind: Kind,
@@ -165,6 +238,9 @@ enum Kind {
         inner: Incoming,
         conn: Option<H1Conn>,
         tap: Option<ResponseTap>,
+        idle: Idle,
+        /// Counts a body that fails or stalls in `vigil_upstream_errors_total`.
+        metrics: Arc<VersionMetrics>,
     },
     Local(Option<Bytes>),
 }
@@ -175,6 +251,8 @@ impl ResponseBody {
         mut conn: Option<H1Conn>,
         mut tap: Option<ResponseTap>,
         guard: Option<InFlightGuard>,
+        idle: Idle,
+        metrics: Arc<VersionMetrics>,
     ) -> ResponseBody {
         if inner.is_end_stream() {
             if let Some(t) = tap.as_mut() {
@@ -185,7 +263,7 @@ impl ResponseBody {
                 c.release(&mut Context::from_waker(std::task::Waker::noop()));
             }
         }
-        ResponseBody { kind: Kind::Upstream { inner, conn, tap }, _guard: guard }
+        ResponseBody { kind: Kind::Upstream { inner, conn, tap, idle, metrics }, _guard: guard }
     }
 
     pub fn local(bytes: Bytes) -> ResponseBody {
@@ -206,16 +284,32 @@ impl From<Bytes> for ResponseBody {
 
 impl Body for ResponseBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match &mut self.kind {
             Kind::Local(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Kind::Upstream { inner, conn, tap } => {
+            Kind::Upstream { inner, conn, tap, idle, metrics } => {
                 let polled = match conn.as_mut() {
                     Some(c) => c.poll_body(cx, |cx| Pin::new(&mut *inner).poll_frame(cx)),
                     None => Pin::new(&mut *inner).poll_frame(cx),
                 };
+                if polled.is_pending() {
+                    if !idle.expired(cx) {
+                        return Poll::Pending;
+                    }
+                    let after = idle.timeout.unwrap_or_default();
+                    metrics.upstream_error(crate::telemetry::BODY_TIMEOUT);
+                    if let Some(t) = tap.as_mut() {
+                        t.finish(Outcome::UpstreamBodyError);
+                    }
+                    tracing::debug!(version = %metrics.name(), "upstream body idle for {after:?}: cutting the response short");
+                    // Drops the upstream connection mid-message (never back to the pool), the
+                    // tap (already finished) and the body; a later poll sees an empty body.
+                    self.kind = Kind::Local(None);
+                    return Poll::Ready(Some(Err(BodyError::IdleTimeout(after))));
+                }
+                idle.progress();
                 let ended = match &polled {
                     Poll::Ready(Some(Ok(_))) => inner.is_end_stream(),
                     Poll::Ready(None) => true,
@@ -225,6 +319,9 @@ impl Body for ResponseBody {
                     if let Some(c) = conn.take() {
                         c.release(cx);
                     }
+                }
+                if let Poll::Ready(Some(Err(_))) = &polled {
+                    metrics.upstream_error(crate::telemetry::BODY_ERROR);
                 }
                 if let Some(t) = tap.as_mut() {
                     match &polled {
@@ -241,7 +338,7 @@ impl Body for ResponseBody {
                         t.finish(Outcome::Complete);
                     }
                 }
-                polled
+                polled.map(|f| f.map(|r| r.map_err(BodyError::Upstream)))
             }
         }
     }

@@ -105,6 +105,7 @@ struct Shared {
     clients: Clients,
     sink: Option<CaptureSink>,
     response_timeout: Duration,
+    body_idle_timeout: Duration,
     readiness: Arc<Readiness>,
 }
 
@@ -146,6 +147,7 @@ pub fn stack(
             clients: Clients::new(cfg),
             sink,
             response_timeout: cfg.response_timeout,
+            body_idle_timeout: cfg.body_idle_timeout,
             readiness,
         }),
         peer: None,
@@ -283,7 +285,8 @@ async fn forward(
         origin,
         done: false,
     });
-    Response::from_parts(parts, ResponseBody::upstream(body, conn, tap, Some(guard)))
+    let idle = body::Idle::new(shared.body_idle_timeout);
+    Response::from_parts(parts, ResponseBody::upstream(body, conn, tap, Some(guard), idle, version.metrics.clone()))
 }
 
 /// Sends the request upstream and waits for the response headers, at most `response_timeout`.

@@ -10,9 +10,10 @@ pub mod export;
 pub mod predlog;
 pub mod reference;
 
-/// Writes `bytes` to `path` through `<path>.tmp`, fsynced, then renamed: a reader (or a restart
-/// after a crash) sees the old file or the whole new one, never a part. The temporary file is
-/// removed when a step fails.
+/// Writes `bytes` to `path` through `<path>.tmp`, fsynced, then renamed, then the directory
+/// fsynced so the rename itself survives a power cut: a reader (or a restart after a crash) sees
+/// the old file or the whole new one, never a part. The temporary file is removed when a step
+/// fails. (`routes::state` does the same for `state.json`; routes may not depend on store.)
 pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let tmp = path.with_extension(format!("{}.tmp", path.extension().and_then(|e| e.to_str()).unwrap_or_default()));
@@ -21,6 +22,14 @@ pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()>
         .and_then(|_| std::fs::rename(&tmp, path));
     if written.is_err() {
         let _ = std::fs::remove_file(&tmp);
+    }
+    if written.is_ok() {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            // Best effort: some filesystems refuse to fsync a directory; the data is synced.
+            if let Ok(d) = std::fs::File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
     }
     written
 }

@@ -388,8 +388,16 @@ fn describe() {
     );
 }
 
-/// Upstream failure kinds, the `kind` label of `vigil_upstream_errors_total`.
-pub const ERROR_KINDS: [&str; 4] = ["upstream_unavailable", "upstream_timeout", "upstream_reset", "bad_gateway"];
+/// `kind` of an upstream whose response body stalled for `proxy.body_idle_timeout`.
+pub const BODY_TIMEOUT: &str = "upstream_body_timeout";
+/// `kind` of an upstream whose response body failed after the headers (reset, closed early).
+pub const BODY_ERROR: &str = "upstream_body_error";
+
+/// Upstream failure kinds, the `kind` label of `vigil_upstream_errors_total`. The first four
+/// are answered by vigil with a JSON error (`proxy::error::ErrorKind`); the last two happen
+/// after the upstream's headers went to the client, which then sees a truncated body.
+pub const ERROR_KINDS: [&str; 6] =
+    ["upstream_unavailable", "upstream_timeout", "upstream_reset", "bad_gateway", BODY_TIMEOUT, BODY_ERROR];
 
 /// Pre-registered handles for one version, so the hot path increments an atomic instead of
 /// hashing labels into the registry on every request.
@@ -398,7 +406,7 @@ pub struct VersionMetrics {
     name: String,
     /// `vigil_requests_total{version, code}` for codes 100..=599, registered on first use.
     codes: Box<[OnceLock<Counter>]>,
-    errors: [Counter; 4],
+    errors: [Counter; 6],
 }
 
 impl VersionMetrics {
@@ -420,6 +428,10 @@ impl VersionMetrics {
     }
 
     #[inline]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     pub fn request(&self, status: u16) {
         let i = status.clamp(100, 599) as usize - 100;
         self.codes[i]
