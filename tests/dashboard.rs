@@ -8,9 +8,12 @@
 //!   except under CI=true, where it fails. vigil runs in front of the demo model as v1 and v2 with
 //!   a reference, traffic flows, and v2 is activated through the API (v1 is `previous`); the
 //!   script checks the page (charts with data, versions, the API's error for a wrong token),
-//!   clicks Roll back with the right token, then Activate v2 and Roll back again; this side then
-//!   checks that the API says v1 is active and the audit trail has exactly those changes, by the
-//!   token's holder. The screenshot is `target/dashboard.png`.
+//!   clicks Roll back with the right token, then Activate v2 and Roll back again, then starts a
+//!   rollout of v2 through the API and finds it, a firing alert of this test's rule and the shadow
+//!   state in their panels (every panel reads vigil's own routes: nothing is faked in the
+//!   browser); this side then checks that the API says v1 is active with v2 at 25%, and the audit
+//!   trail has exactly those changes, by the token's holder. The screenshot is
+//!   `target/dashboard.png`.
 
 mod support;
 
@@ -103,7 +106,11 @@ async fn rollback_from_the_dashboard_in_headless_chromium() {
     let config = format!(
         "[schema]\npredictions = [\"probability\", \"label\"]\n\
          [drift]\nwindow = 200\nevaluate_every = \"200ms\"\n\
-         [resources]\nmodel_pid = {}\n",
+         [resources]\nmodel_pid = {}\n\
+         [alerts]\nevaluate_every = \"200ms\"\n\
+         [[alerts.rules]]\nalert = \"DashboardTraffic\"\nfigure = \"request_rate\"\nwindow = \"5s\"\n\
+         match = {{ version = \"v1\" }}\nabove = 0.0\nseverity = \"info\"\n\
+         annotations = {{ summary = \"traffic on {{{{ $labels.version }}}}\" }}\n",
         m1.pid()
     );
     let vigil = Vigil::builder()
@@ -191,13 +198,27 @@ async fn rollback_from_the_dashboard_in_headless_chromium() {
         assert_eq!(entry["after"]["active"], "v1", "{entry}");
     }
     // The API's activation, then the page's rollback, Activate v2 and rollback; the refused click
-    // (wrong token) changed and audited nothing.
+    // (wrong token) changed and audited nothing. Then the script's rollout of v2 (at 25%).
     let trail = vigil.audit();
-    let actions: Vec<(&str, &str)> =
-        trail.iter().map(|e| (e["action"].as_str().unwrap(), e["target"].as_str().unwrap_or("-"))).collect();
+    let actions: Vec<(&str, &str)> = trail
+        .iter()
+        .map(|e| (e["action"].as_str().unwrap(), e["target"].as_str().unwrap_or("-")))
+        .filter(|(a, _)| a.starts_with("version.") || a.starts_with("rollout."))
+        .collect();
     assert_eq!(
         actions,
-        [("version.activate", "v2"), ("version.rollback", "-"), ("version.activate", "v2"), ("version.rollback", "-")]
+        [
+            ("version.activate", "v2"),
+            ("version.rollback", "-"),
+            ("version.activate", "v2"),
+            ("version.rollback", "-"),
+            ("rollout.start", "v2")
+        ],
+        "{trail:?}"
     );
+    let r = vigil.admin("GET", "/admin/rollouts", None).await.json();
+    assert_eq!(r["current"]["id"], figures["rollout_id"], "{r}");
+    assert_eq!(r["current"]["weight"], 25, "{r}");
+    assert!(trail.iter().any(|e| e["action"] == "alert.firing"), "the test rule's alert was not audited");
     assert!(std::fs::metadata(&screenshot).map(|m| m.len() > 10_000).unwrap_or(false), "no screenshot");
 }

@@ -5,17 +5,18 @@ tests/dashboard.rs against a real vigil whose active version is v2 and previous 
 
 Checks, in order (any failure raises and exits non-zero with the reason):
 1. the page loads and polls; no uncaught exception; the only console errors are the browser's
-   "Failed to load resource" lines for the answers this test expects to fail (404 for routes this
-   vigil may not have: /admin/alerts, /admin/rollouts; 401 for the wrong token below);
+   "Failed to load resource" lines for the answers this test expects to fail (401 for the
+   wrong token below);
 2. the latency and drift charts draw SVG paths with data points, and so does the traffic chart;
 3. the versions table lists v1 and v2, v2 active;
 4. a wrong token: Roll back shows the API's JSON error (kind "unauthorized"), nothing changes;
 5. the right token: Roll back succeeds and the table shows v1 active; the token is in
    sessionStorage, never in the page's URL; then Activate v2 and Roll back once more;
 6. a full-page screenshot is saved;
-7. with /admin/alerts and /admin/rollouts answered by the contract's JSON and /admin/shadow by
-   a 404 of its own kind (routes intercepted in the browser), the alerts panel lists the firing
-   alert, the rollout panel its phase and weight, and the shadow panel says "off".
+7. a rollout of v2 started through the real API (POST /admin/rollouts, as an operator would):
+   the rollout panel shows its phase, step and weight; the alerts panel lists the alert the test's
+   rule fires (DashboardTraffic, on v1's request rate); the shadow panel says whether shadow
+   traffic runs. Nothing is faked: every panel reads vigil's own routes.
 Prints one JSON object with the figures on stdout.
 """
 
@@ -39,44 +40,17 @@ CHROMIUM_ARGS = [
 ]
 TIMEOUT_MS = 60_000
 
-ALERTS = {
-    "evaluated_at": "2026-11-26T07:15:00Z",
-    "alerts": [
-        {
-            "alert": "VigilFeatureDrift",
-            "state": "firing",
-            "labels": {"alertname": "VigilFeatureDrift", "severity": "warning", "feature": "income", "version": "v1"},
-            "annotations": {"summary": "income drifted on v1", "description": "score 0.31 above 0.2"},
-            "value": 0.31,
-            "active_since": "2026-11-26T07:10:00Z",
-            "firing_since": "2026-11-26T07:15:00Z",
-        },
-        {
-            "alert": "VigilHighP99",
-            "state": "pending",
-            "labels": {"alertname": "VigilHighP99", "severity": "critical", "version": "v2"},
-            "annotations": {"summary": "p99 above 250 ms"},
-            "value": 0.4,
-            "active_since": "2026-11-26T07:14:00Z",
-            "firing_since": None,
-        },
-    ],
-    "rules": [
-        {"alert": "VigilFeatureDrift", "figure": "drift", "above": 0.2, "below": None, "for": "5m",
-         "severity": "warning", "pending": 0, "firing": 1},
-    ],
-    "recent": [],
-}
-ROLLOUTS = {
-    "current": {
-        "id": "r-20261126T071500Z", "candidate": "v2", "stable": "v1", "phase": "Progressing",
-        "step": 1, "steps": [5, 25, 50, 100], "weight": 25,
-        "started_at": "2026-11-26T07:15:00Z", "step_started_at": "2026-11-26T07:16:00Z",
-        "message": "step 2 of 4: analysis passed",
-        "analysis": [{"metric": "error_rate", "value": 0.01, "threshold": {"max": 0.05}, "result": "pass"}],
-    },
-    "history": [],
-}
+
+def api_post(page_url, path, token, body):
+    """POST JSON to the admin API beside the page, as an operator's script would."""
+    import urllib.request
+    base = page_url.rstrip("/")
+    req = urllib.request.Request(base + path, data=json.dumps(body).encode(), method="POST",
+                                 headers={"authorization": f"Bearer {token}", "content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        if r.status not in (200, 201):
+            raise AssertionError(f"POST {path}: {r.status}")
+        return json.loads(r.read() or b"{}")
 
 
 def fail(msg, **ctx):
@@ -211,44 +185,35 @@ def main():
             polls_at_least(page, 6)
             page.screenshot(path=args.screenshot, full_page=True)
 
-            # The console, before the intercepted routes add their own requests.
-            allowed_fail = re.compile(r"/admin/(alerts|rollouts)$")
-            unexpected = [
-                f for f in failed
-                if not ((f[0] == 404 and allowed_fail.search(f[2])) or (f[0] == 401 and f[2].endswith("/admin/rollback")))
-            ]
+            # The console so far.
+            unexpected = [f for f in failed if not (f[0] == 401 and f[2].endswith("/admin/rollback"))]
             if unexpected:
                 fail("unexpected failed requests", failed=unexpected)
             errors = [
                 text for (kind, text) in console
-                if kind == "error" and not re.match(r"Failed to load resource: the server responded with a status of (404|401)", text)
+                if kind == "error" and not re.match(r"Failed to load resource: the server responded with a status of 401", text)
             ]
             if errors or page_errors:
                 fail("console errors", console=errors, page_errors=page_errors)
             out["expected_failed_requests"] = failed
             out["console_errors"] = len(errors)
 
-            # 7. The contracts of routes built elsewhere, and a feature that is off.
+            # 7. A rollout through the real API, and the real alerts and shadow state.
+            started_rollout = api_post(args.url, "/admin/rollouts", args.token,
+                                       {"candidate": "v2", "steps": [25, 50, 100], "step_duration": "1h"})
+            out["rollout_id"] = started_rollout.get("id")
             page2 = ctx.new_page()
             page2.set_default_timeout(TIMEOUT_MS)
             page2.on("pageerror", lambda e: page_errors.append(str(e)))
-            answer = lambda body, status=200: (lambda route: route.fulfill(status=status, content_type="application/json", body=json.dumps(body)))
-            page2.route(re.compile(r".*/admin/alerts$"), answer(ALERTS))
-            page2.route(re.compile(r".*/admin/rollouts$"), answer(ROLLOUTS))
-            page2.route(re.compile(r".*/admin/shadow$"), answer(
-                {"error": "shadow traffic is off (shadow.enabled = false)", "kind": "shadow_disabled"}, 404))
             page2.goto(args.url)
-            page2.wait_for_selector('[data-testid="alert-VigilFeatureDrift"][data-state="firing"]')
-            page2.wait_for_selector('[data-testid="alert-VigilHighP99"][data-state="pending"]')
+            page2.wait_for_selector('[data-testid="alert-DashboardTraffic"][data-state="firing"]')
             page2.wait_for_selector('[data-testid="rollout-phase"][data-phase="Progressing"]')
             rollout = page2.inner_text('[data-testid="rollout-phase"]')
-            if "weight 25%" not in rollout or "step 2/4" not in rollout:
+            if "weight 25%" not in rollout or "step 1/3" not in rollout:
                 fail("the rollout line lacks step or weight", shown=rollout)
-            until(page2, "() => document.querySelector('[data-testid=state-shadow]').textContent === 'off'",
-                  what="the shadow panel to say off")
-            shadow_text = page2.inner_text('[data-testid="shadow-table"]')
-            if "shadow.enabled = false" not in shadow_text:
-                fail("the shadow panel does not say why it is off", shown=shadow_text)
+            until(page2, "() => /^(running|PAUSED)/.test(document.getElementById('shadow-paused').textContent)",
+                  what="the shadow panel to say whether shadow traffic runs")
+            out["shadow"] = page2.inner_text("#shadow-paused")
             out["alerts_state"] = page2.inner_text('[data-testid="state-alerts"]')
             out["rollout"] = rollout
             if page_errors:
