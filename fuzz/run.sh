@@ -2,9 +2,9 @@
 # Fuzzes what reads bytes from the network or the operator: the codecs (codec_v2, codec_v1,
 # codec_json), the reference loader (reference), the config loader (config_toml), shadow
 # traffic's request templates and answer reader (shadow), the privacy detectors (privacy), POST
-# /feedback bodies (feedback), and rollout bodies, the metrics text vigil parses back and alert
-# templates (ops), each for a
-# bounded time.
+# /feedback bodies (feedback), rollout bodies, the metrics text vigil parses back and alert
+# templates (ops), and version and mirror bodies with the route edits they drive (admin), each for
+# a bounded time.
 #   fuzz/run.sh [SECONDS_PER_TARGET=60] [TARGET...]
 # Needs a nightly toolchain and cargo-fuzz; says how to get them if they are missing.
 # A crash stops the run and leaves its input in fuzz/artifacts/<target>/: add it to the
@@ -13,7 +13,7 @@ set -euo pipefail
 secs="${1:-60}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(codec_v2 codec_v1 codec_json reference config_toml feedback shadow privacy ops)
+[ ${#targets[@]} -gt 0 ] || targets=(codec_v2 codec_v1 codec_json reference config_toml feedback shadow privacy ops admin)
 cd "$(dirname "$0")"
 
 if ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then

@@ -20,6 +20,10 @@ mod shadow;
 mod versions;
 pub mod watch;
 
+/// The admin API's pure body parsers, for the fuzzer.
+pub use shadow::mirror_fraction;
+pub use versions::{parse_json, version_change};
+
 pub use auth::Auth;
 pub use drift::DriftControl;
 pub use feedback::FeedbackControl;

@@ -74,6 +74,16 @@ struct MirrorBody {
     fraction: f64,
 }
 
+/// The `PUT /admin/shadow/mirror/{name}` body (`{"fraction"}`) as a share from 0 to 1, or the
+/// 400 message. Pure, so the fuzzer drives it (fuzz/fuzz_targets/admin.rs).
+pub fn mirror_fraction(bytes: &[u8]) -> Result<f64, String> {
+    let body: MirrorBody = super::versions::parse_json(bytes)?;
+    if !(0.0..=1.0).contains(&body.fraction) {
+        return Err(format!("fraction {}: expected a share of live requests from 0 to 1", body.fraction));
+    }
+    Ok(body.fraction)
+}
+
 pub async fn put_mirror(
     admin: &Admin,
     name: &str,
@@ -83,13 +93,10 @@ pub async fn put_mirror(
     admin.auth.check(req.headers())?;
     let h = handle(admin)?;
     let actor = actor(&req, admin);
-    let body: MirrorBody = super::versions::read_json(req).await?;
-    if !(0.0..=1.0).contains(&body.fraction) {
-        return Err(ApiError::bad_request(format!(
-            "fraction {}: expected a share of live requests from 0 to 1",
-            body.fraction
-        )));
-    }
+    let body = MirrorBody {
+        fraction: mirror_fraction(&super::versions::read_body(req, super::versions::MAX_BODY).await?)
+            .map_err(ApiError::bad_request)?,
+    };
     let routes = admin.routes.load();
     if routes.get(name).is_none() {
         return Err(ApiError::new(
