@@ -103,9 +103,7 @@ pub struct Sender {
 
 impl Sender {
     pub fn new(external: String) -> Sender {
-        let mut http = HttpConnector::new();
-        http.set_connect_timeout(Some(Duration::from_secs(5)));
-        Sender { client: Client::builder(TokioExecutor::new()).build(http), external }
+        Sender { client: client(), external }
     }
 
     /// Posts each notification on a task of its own; never waits for them.
@@ -146,18 +144,47 @@ impl Sender {
     }
 
     async fn post(&self, url: &str, body: Bytes, token: Option<&str>, timeout: Duration) -> Result<(), String> {
-        let mut req = http::Request::post(url)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .header(http::header::USER_AGENT, concat!("vigil/", env!("CARGO_PKG_VERSION")));
-        if let Some(t) = token {
-            req = req.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
+        post_json(&self.client, url, body, token, timeout).await
+    }
+}
+
+/// The HTTP client vigil's notifications and report webhooks post with (5 s connect timeout).
+pub fn client() -> Client<HttpConnector, Full<Bytes>> {
+    let mut http = HttpConnector::new();
+    http.set_connect_timeout(Some(Duration::from_secs(5)));
+    Client::builder(TokioExecutor::new()).build(http)
+}
+
+/// POSTs `body` as `application/json` to `url` (http:// only), with a bearer token if given;
+/// Ok on a 2xx answer within `timeout`. The one poster of alert notifications and report
+/// webhooks. The error names the cause (`connection refused`), not only hyper's summary.
+pub async fn post_json(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    url: &str,
+    body: Bytes,
+    token: Option<&str>,
+    timeout: Duration,
+) -> Result<(), String> {
+    let mut req = http::Request::post(url)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(http::header::USER_AGENT, concat!("vigil/", env!("CARGO_PKG_VERSION")));
+    if let Some(t) = token {
+        req = req.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    let req = req.body(Full::new(body)).map_err(|e| e.to_string())?;
+    match tokio::time::timeout(timeout, client.request(req)).await {
+        Err(_) => Err(format!("no answer within {timeout:?}")),
+        Ok(Err(e)) => {
+            let mut msg = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                msg.push_str(": ");
+                msg.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            Err(msg)
         }
-        let req = req.body(Full::new(body)).map_err(|e| e.to_string())?;
-        match tokio::time::timeout(timeout, self.client.request(req)).await {
-            Err(_) => Err(format!("no answer within {timeout:?}")),
-            Ok(Err(e)) => Err(e.to_string()),
-            Ok(Ok(res)) if res.status().is_success() => Ok(()),
-            Ok(Ok(res)) => Err(format!("answered {}", res.status())),
-        }
+        Ok(Ok(res)) if res.status().is_success() => Ok(()),
+        Ok(Ok(res)) => Err(format!("answered {}", res.status())),
     }
 }

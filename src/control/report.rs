@@ -945,37 +945,14 @@ pub fn prune_charts(dir: &Path) {
 }
 
 /// POSTs `body` to `url` as application/json; Ok on a 2xx answer within [`WEBHOOK_TIMEOUT`].
+/// The post itself is `alerts::notify::post_json`, the alerts' poster.
 pub fn post(rt: &tokio::runtime::Runtime, url: &str, body: String) -> Result<(), String> {
-    let uri = check_webhook(url)?;
-    let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_owned();
-    let port = uri.port_u16().unwrap_or(80);
-    let authority = uri.authority().map(|a| a.to_string()).unwrap_or_else(|| host.clone());
-    let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
-    rt.block_on(async move {
-        let exchange = async {
-            let stream = tokio::net::TcpStream::connect((host.as_str(), port))
-                .await
-                .map_err(|e| format!("cannot connect to {authority}: {e}"))?;
-            let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                .await
-                .map_err(|e| format!("HTTP handshake with {authority}: {e}"))?;
-            tokio::spawn(conn);
-            let req = Request::post(path)
-                .header(header::HOST, authority.as_str())
-                .header(header::CONTENT_TYPE, "application/json")
-                .header(header::USER_AGENT, concat!("vigil/", env!("CARGO_PKG_VERSION")))
-                .body(Full::new(Bytes::from(body)))
-                .map_err(|e| e.to_string())?;
-            let res = sender.send_request(req).await.map_err(|e| format!("{authority}: {e}"))?;
-            if res.status().is_success() {
-                Ok(())
-            } else {
-                Err(format!("{authority} answered {}", res.status()))
-            }
-        };
-        tokio::time::timeout(WEBHOOK_TIMEOUT, exchange)
+    check_webhook(url)?;
+    rt.block_on(async {
+        let client = crate::alerts::notify::client();
+        crate::alerts::notify::post_json(&client, url, Bytes::from(body), None, WEBHOOK_TIMEOUT)
             .await
-            .unwrap_or_else(|_| Err(format!("no answer within {}s", WEBHOOK_TIMEOUT.as_secs())))
+            .map_err(|e| format!("{url}: {e}"))
     })
 }
 
