@@ -649,7 +649,9 @@ peak_rss_kib() { # pids... -> KiB, or - for none
 # vigil's own account of what its analysis did, from its /metrics (counters summed over labels):
 # captures offered to the analysis queue, captures dropped because it was full, rows decoded,
 # rows written to the prediction log, rows the log dropped, mirrored requests sent, and mirrored
-# requests not sent (shed, paused or dropped by the shadow budgets). "-" for other targets.
+# requests not sent (shed, paused or dropped by the shadow budgets); mirrored requests are every
+# shadow request of kind mirror: to the candidate and the noise-floor copies to the live version.
+# Work queued during the warmup and done in the window counts in the window. "-" for other targets.
 VIGIL_COUNTS="captures dropped decoded logged log_dropped mirrored not_mirrored"
 vigil_counts() { # target -> the counters, space-separated, in VIGIL_COUNTS order
     local admin="${ADMIN[$1]:-}"
@@ -928,7 +930,7 @@ for r in $all_rows; do
     if [ "$r" = kib ]; then
         payloads+="; kib: POST $(path_of kib), one FP32 row padded to a ${BODY_BYTES}-byte JSON, answered with a ${BODY_BYTES}-byte JSON"
     else
-        payloads+="; $r rows: POST $(path_of "$r"), V2 request of $r x 8 FP64 ($(wc -c <"$tmp/req-$r.json") bytes), answered with $r FP64 predictions ($(wc -c <"$tmp/resp-$r.json") bytes)"
+        payloads+="; rows=$r: POST $(path_of "$r"), V2 request of [$r, 8] FP64 ($(wc -c <"$tmp/req-$r.json") bytes), answered with [$r, 1] FP64 predictions ($(wc -c <"$tmp/resp-$r.json") bytes)"
     fi
 done
 meta=(

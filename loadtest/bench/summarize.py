@@ -532,10 +532,11 @@ def every(rows, meta, w):
       "tries. CPU per 1k: over all responses of the window (a spike's two oha together). peak RSS: "
       "VmHWM of the proxy's processes (summed: nginx master + worker), reset before the measured window. "
       "vigil's analysis: from its /metrics over the window, rows decoded (drift), rows written to the "
-      "prediction log and requests mirrored, and in bold what it shed to keep the client's path free: "
+      "prediction log and mirror requests sent (to the candidate, and the noise-floor copies to the live "
+      "version), and in bold what it shed to keep the client's path free: "
       "captures dropped (analysis queue full), log rows dropped, mirrors not sent (shadow budgets). "
-      "Counters are read just after oha ends, so work still queued then (the log flushes every 200 ms) "
-      "counts in the next window.")
+      "Counters are read just after the warmup and just after oha ends, so work queued before either "
+      "(the log flushes every 200 ms) counts in the window after it.")
     if no_reset:
         w("\\* the reset of the high-water mark was refused (/proc/PID/clear_refs): the peak since the "
           "process started.")
