@@ -267,6 +267,50 @@ async fn upstream_stalling_mid_body_with_the_idle_timeout_off_holds_until_the_cl
     );
 }
 
+/// Expectation: a client that stops halfway through its request body (Content-Length or
+/// chunked) is the one to blame when `proxy.response_timeout` passes: the model cannot answer a
+/// request it has not received. vigil answers `408 client_timeout` (source downstream), counts no
+/// upstream error (so a slow client cannot fail a rollout's analysis or fire the error-rate
+/// alert), with capture on and off alike; a model that is slow after a complete upload still
+/// gets `504 upstream_timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_stalling_its_upload_gets_408_and_the_model_is_not_blamed() {
+    let up = Upstream::start("u1").await;
+    for capture in [true, false] {
+        let config = format!(
+            "[proxy]\nresponse_timeout = \"300ms\"\n[capture]\nenabled = {capture}\n\n[[versions]]\nname = \"v1\"\nurl = \"{}\"\n",
+            up.url()
+        );
+        let vigil = Vigil::builder().config(&config).start().await;
+        let stalls: [&[u8]; 2] = [
+            b"POST /echo/stalled HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\n0123456789",
+            b"POST /echo/stalled HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\na\r\n0123456789\r\n",
+        ];
+        for raw in stalls {
+            let t = Instant::now();
+            let out = raw_exchange(vigil.proxy, raw).await;
+            let took = t.elapsed();
+            let r = RawResponse::parse(&out);
+            assert!(r.status_line.contains(" 408 "), "capture {capture}: {}", String::from_utf8_lossy(&out));
+            let v: Value = serde_json::from_slice(&r.body).expect("a JSON error");
+            assert_eq!(v["kind"], "client_timeout", "{v}");
+            assert_eq!(v["source"], "downstream", "{v}");
+            assert_eq!(v["retryable"], true, "{v}");
+            eprintln!("stalled upload (capture {capture}): 408 client_timeout after {:.0} ms", ms(took));
+        }
+        // The model is slow after a complete upload: that is the upstream's timeout.
+        let r =
+            send(&h1_client(), request("POST", &vigil.url("/slow?ms=2000")).body(TestBody::full("complete")).unwrap())
+                .await;
+        assert_proxy_error(&r, 504, "upstream_timeout");
+        let m = vigil.metrics().await;
+        assert_eq!(m.sum("vigil_requests_total", &[("code", "408")]), 2.0);
+        assert_eq!(m.sum("vigil_upstream_errors_total", &[("kind", "upstream_timeout")]), 1.0, "only the slow model");
+        assert_eq!(m.sum("vigil_upstream_errors_total", &[]), 1.0);
+        vigil.wait_metric("vigil_in_flight_requests", &[], 0.0).await;
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // 3. Malformed client HTTP
 

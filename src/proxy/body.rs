@@ -21,6 +21,7 @@ use http::{HeaderValue, Method};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
@@ -69,13 +70,24 @@ impl Collected {
     }
 }
 
-/// What the request side of the tap shares with the response side.
+/// What the client's request body shares with the rest of the exchange: its captured bytes (for
+/// the response side of the tap) and whether it has ended (so a response timeout can tell a
+/// client still uploading from a model that does not answer).
 #[derive(Debug, Default)]
 pub(crate) struct RequestTap {
     collected: Mutex<Collected>,
+    ended: AtomicBool,
 }
 
-/// The client's request body on its way upstream.
+impl RequestTap {
+    /// Whether the client has sent its whole body.
+    pub(crate) fn ended(&self) -> bool {
+        self.ended.load(Ordering::Relaxed)
+    }
+}
+
+/// The client's request body on its way upstream. `tap`: where to copy up to `cap` bytes (0
+/// when capture is off) and to mark the end; None for a request without a body.
 pub struct RequestBody {
     inner: Incoming,
     tap: Option<(Arc<RequestTap>, usize)>,
@@ -83,6 +95,10 @@ pub struct RequestBody {
 
 impl RequestBody {
     pub(crate) fn new(inner: Incoming, tap: Option<(Arc<RequestTap>, usize)>) -> RequestBody {
+        if let Some((t, _)) = tap.as_ref().filter(|_| inner.is_end_stream()) {
+            // An empty body may never be polled.
+            t.ended.store(true, Ordering::Relaxed);
+        }
         RequestBody { inner, tap }
     }
 }
@@ -94,9 +110,18 @@ impl Body for RequestBody {
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = &mut *self;
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        if let (Some((tap, cap)), Poll::Ready(Some(Ok(frame)))) = (&this.tap, &polled) {
-            if let Some(data) = frame.data_ref() {
-                tap.collected.lock().unwrap().push(data, *cap);
+        if let Some((tap, cap)) = &this.tap {
+            match &polled {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Some(data) = frame.data_ref().filter(|_| *cap > 0) {
+                        tap.collected.lock().unwrap().push(data, *cap);
+                    }
+                    if this.inner.is_end_stream() {
+                        tap.ended.store(true, Ordering::Relaxed);
+                    }
+                }
+                Poll::Ready(None) => tap.ended.store(true, Ordering::Relaxed),
+                _ => {}
             }
         }
         polled

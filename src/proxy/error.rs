@@ -27,6 +27,9 @@ pub enum ErrorKind {
     BadGateway,
     /// The client's request body failed (client went away, malformed chunking).
     ClientError,
+    /// `proxy.response_timeout` passed while the client was still sending its request body: the
+    /// upstream could not have answered yet, so the client is to blame, not the model.
+    ClientTimeout,
     /// `proxy.max_in_flight` reached: vigil sheds load rather than queue.
     Overloaded,
     /// The request could not be turned into an upstream request (bad URI).
@@ -43,6 +46,7 @@ impl ErrorKind {
             ErrorKind::UpstreamReset => "upstream_reset",
             ErrorKind::BadGateway => "bad_gateway",
             ErrorKind::ClientError => "client_error",
+            ErrorKind::ClientTimeout => "client_timeout",
             ErrorKind::Overloaded => "overloaded",
             ErrorKind::BadRequest => "bad_request",
             ErrorKind::ClientBlocked => "client_blocked",
@@ -57,6 +61,7 @@ impl ErrorKind {
             ErrorKind::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             ErrorKind::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::ClientError | ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+            ErrorKind::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorKind::ClientBlocked => StatusCode::TOO_MANY_REQUESTS,
         }
     }
@@ -67,7 +72,9 @@ impl ErrorKind {
             | ErrorKind::UpstreamTimeout
             | ErrorKind::UpstreamReset
             | ErrorKind::BadGateway => Side::Upstream,
-            ErrorKind::ClientError | ErrorKind::BadRequest | ErrorKind::ClientBlocked => Side::Downstream,
+            ErrorKind::ClientError | ErrorKind::ClientTimeout | ErrorKind::BadRequest | ErrorKind::ClientBlocked => {
+                Side::Downstream
+            }
             ErrorKind::Overloaded => Side::Vigil,
         }
     }
@@ -79,6 +86,7 @@ impl ErrorKind {
             self,
             ErrorKind::UpstreamUnavailable
                 | ErrorKind::UpstreamTimeout
+                | ErrorKind::ClientTimeout
                 | ErrorKind::Overloaded
                 | ErrorKind::ClientBlocked
         )

@@ -207,7 +207,13 @@ async fn forward(
         Some(sink) if !parts.headers.contains_key(X_VIGIL_SHADOW) => Some(sink),
         _ => None,
     };
-    let request_tap = capture.map(|s| (Arc::new(RequestTap::default()), s.max_body_bytes()));
+    // A request with a body gets a tap even with capture off (cap 0): the response timeout must
+    // know whether the client had finished sending. A bodiless request needs none.
+    let request_tap = match capture {
+        Some(s) => Some((Arc::new(RequestTap::default()), s.max_body_bytes())),
+        None if !http_body::Body::is_end_stream(&body) => Some((Arc::new(RequestTap::default()), 0)),
+        None => None,
+    };
     let path = parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
     let method = parts.method.clone();
     let origin = match capture {
@@ -309,6 +315,7 @@ async fn send(
         version.url.origin_form(parts.uri.path_and_query()).map_err(bad_uri)?
     };
     parts.version = if upstream_h2 { HttpVersion::HTTP_2 } else { HttpVersion::HTTP_11 };
+    let uploading = request_tap.as_ref().map(|(t, _)| t.clone());
     let upstream_req = Request::from_parts(parts, RequestBody::new(body, request_tap));
     let sent = Instant::now();
     let exchange = async {
@@ -328,6 +335,17 @@ async fn send(
     match tokio::time::timeout(shared.response_timeout, exchange).await {
         Ok(Ok((res, conn))) => Ok((res, conn, sent.elapsed())),
         Ok(Err(e)) => Err((e, Duration::ZERO)),
+        // The upstream cannot answer a request it has not fully received: the client is slow.
+        Err(_) if uploading.is_some_and(|t| !t.ended()) => Err((
+            ProxyError::new(
+                ErrorKind::ClientTimeout,
+                format!(
+                    "the client had not finished sending its request body within {:?} (proxy.response_timeout)",
+                    shared.response_timeout
+                ),
+            ),
+            sent.elapsed(),
+        )),
         Err(_) => Err((
             ProxyError::new(
                 ErrorKind::UpstreamTimeout,
