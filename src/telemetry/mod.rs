@@ -427,11 +427,11 @@ impl VersionMetrics {
             .clone()
     }
 
-    #[inline]
     pub fn name(&self) -> &str {
         &self.name
     }
 
+    #[inline]
     pub fn request(&self, status: u16) {
         let i = status.clamp(100, 599) as usize - 100;
         self.codes[i]
