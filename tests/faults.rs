@@ -169,6 +169,21 @@ async fn half_open_upstream_gives_504_after_response_timeout() {
     );
 }
 
+/// GETs `/stream-held` (support::Upstream "u1") through vigil and checks that its headers (200,
+/// from u1) and first chunk reach the client at once. Returns the body, now waiting on the
+/// stalled upstream, and when the headers arrived (since `t`).
+async fn open_stalled_body(client: &HttpClient, vigil: &Vigil, t: Instant) -> (hyper::body::Incoming, Duration) {
+    let res = client.request(request("GET", &vigil.url("/stream-held")).body(TestBody::empty()).unwrap());
+    let res = res.await.expect("the headers reach the client");
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers().get("x-upstream").unwrap(), "u1");
+    let headers_at = t.elapsed();
+    let mut body = res.into_body();
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert_eq!(first, "first-chunk");
+    (body, headers_at)
+}
+
 /// Expectation: an upstream that sends its headers and a first chunk, then stalls, gives the
 /// client those headers and that chunk at once; after `proxy.body_idle_timeout` without a byte,
 /// vigil cuts the response short: the client's body ends in an error (a truncated message, over
@@ -185,14 +200,7 @@ async fn upstream_stalling_mid_body_is_cut_after_the_body_idle_timeout() {
     let vigil = Vigil::builder().config(&config).start().await;
     for (n, (proto, client)) in [("HTTP/1.1", h1_client()), ("HTTP/2", h2_client())].into_iter().enumerate() {
         let t = Instant::now();
-        let res = client.request(request("GET", &vigil.url("/stream-held")).body(TestBody::empty()).unwrap());
-        let res = res.await.expect("the headers reach the client");
-        assert_eq!(res.status(), 200);
-        assert_eq!(res.headers().get("x-upstream").unwrap(), "u1");
-        let headers_at = t.elapsed();
-        let mut body = res.into_body();
-        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
-        assert_eq!(first, "first-chunk");
+        let (mut body, headers_at) = open_stalled_body(&client, &vigil, t).await;
         up.wait_held(n + 1).await;
         let first_at = t.elapsed();
         // The client's own patience is far longer than vigil's timeout.
@@ -238,13 +246,7 @@ async fn upstream_stalling_mid_body_with_the_idle_timeout_off_holds_until_the_cl
     let stalled_for;
     {
         let client = h1_client();
-        let res = client.request(request("GET", &vigil.url("/stream-held")).body(TestBody::empty()).unwrap());
-        let res = res.await.expect("the headers reach the client");
-        assert_eq!(res.status(), 200);
-        let headers_at = t.elapsed();
-        let mut body = res.into_body();
-        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
-        assert_eq!(first, "first-chunk");
+        let (mut body, headers_at) = open_stalled_body(&client, &vigil, t).await;
         up.wait_held(1).await;
         // The client's own patience: 2 x response_timeout without a byte.
         let next = tokio::time::timeout(Duration::from_millis(600), body.frame()).await;

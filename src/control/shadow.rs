@@ -93,10 +93,8 @@ pub async fn put_mirror(
     admin.auth.check(req.headers())?;
     let h = handle(admin)?;
     let actor = actor(&req, admin);
-    let body = MirrorBody {
-        fraction: mirror_fraction(&super::versions::read_body(req, super::versions::MAX_BODY).await?)
-            .map_err(ApiError::bad_request)?,
-    };
+    let fraction = mirror_fraction(&super::versions::read_body(req, super::versions::MAX_BODY).await?)
+        .map_err(ApiError::bad_request)?;
     let routes = admin.routes.load();
     if routes.get(name).is_none() {
         return Err(ApiError::new(
@@ -113,10 +111,10 @@ pub async fn put_mirror(
         ));
     }
     let before = h.mirrors();
-    audit(admin, &actor, caller, "mirror.put", name, &before, Some(body.fraction)).await?;
-    let (n, f) = (name.to_owned(), body.fraction);
-    off_runtime(h, move |h| h.set_mirror(&n, Some(f))).await?;
-    Ok(json(StatusCode::OK, &serde_json::json!({"candidate": name, "fraction": body.fraction, "mirrors": h.mirrors()})))
+    audit(admin, &actor, caller, "mirror.put", name, &before, Some(fraction)).await?;
+    let n = name.to_owned();
+    off_runtime(h, move |h| h.set_mirror(&n, Some(fraction))).await?;
+    Ok(json(StatusCode::OK, &serde_json::json!({"candidate": name, "fraction": fraction, "mirrors": h.mirrors()})))
 }
 
 pub async fn delete_mirror(

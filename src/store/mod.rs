@@ -22,13 +22,10 @@ pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()>
         .and_then(|_| std::fs::rename(&tmp, path));
     if written.is_err() {
         let _ = std::fs::remove_file(&tmp);
-    }
-    if written.is_ok() {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            // Best effort: some filesystems refuse to fsync a directory; the data is synced.
-            if let Ok(d) = std::fs::File::open(dir) {
-                let _ = d.sync_all();
-            }
+    } else if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        // Best effort: some filesystems refuse to fsync a directory; the data is synced.
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
         }
     }
     written
