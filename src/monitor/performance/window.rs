@@ -50,15 +50,20 @@ pub enum Inserted {
 /// One version's labelled samples and recent predictions.
 #[derive(Debug)]
 pub struct Labelled {
-    /// (prediction time, arrival sequence) → sample.
-    samples: BTreeMap<(i64, u64), Sample>,
-    /// (request id, row) → key in `samples`, so a second label replaces the first.
-    keys: HashMap<(Arc<str>, u32), (i64, u64)>,
+    /// (prediction time, arrival sequence) → the sample and its (request id, row).
+    samples: BTreeMap<(i64, u64), (Sample, Id)>,
+    /// (request id, row) → key in `samples`, so a second label replaces the first. Kept in step
+    /// with `samples` (an entry leaves with its sample): a map that trailed them would carry
+    /// dead entries and grow its table in steps long after the windows are full.
+    keys: HashMap<Id, (i64, u64)>,
     /// Recent predictions: (time, binary probability or NaN), in arrival order.
     predictions: VecDeque<(i64, f64)>,
     seq: u64,
     keep: Keep,
 }
+
+/// A prediction: (request id, row).
+type Id = (Arc<str>, u32);
 
 /// How much to keep: enough for the largest count window and the longest time window, at most
 /// `max_records`.
@@ -90,8 +95,9 @@ impl Labelled {
         }
         self.seq += 1;
         let key = (sample.time_ms, self.seq);
-        self.samples.insert(key, sample);
-        self.keys.insert((request_id, row), key);
+        let id: Id = (request_id, row);
+        self.samples.insert(key, (sample, id.clone()));
+        self.keys.insert(id, key);
         self.prune(now_ms);
         inserted
     }
@@ -116,13 +122,9 @@ impl Labelled {
             if !(too_many || beyond_both) {
                 break;
             }
-            self.samples.remove(&key);
-            // The key map is cleaned lazily: an entry pointing at a removed sample is harmless
-            // (insert's remove finds nothing) but must not grow without bound.
-        }
-        if self.keys.len() > 2 * self.samples.len() + 1024 {
-            let live: std::collections::HashSet<(i64, u64)> = self.samples.keys().copied().collect();
-            self.keys.retain(|_, k| live.contains(k));
+            if let Some((_, id)) = self.samples.remove(&key) {
+                self.keys.remove(&id);
+            }
         }
         while self.predictions.len() > count.max(1) {
             match self.predictions.front() {
@@ -138,14 +140,15 @@ impl Labelled {
     pub fn select(&self, spec: WindowSpec, now_ms: i64) -> Selection<'_> {
         let samples: Vec<&Sample> = match spec {
             WindowSpec::Count(n) => {
-                let mut v: Vec<&Sample> = self.samples.values().rev().take(n.min(self.keep.max)).collect();
+                let mut v: Vec<&Sample> =
+                    self.samples.values().map(|(s, _)| s).rev().take(n.min(self.keep.max)).collect();
                 v.reverse();
                 v
             }
             WindowSpec::Time(t) => {
                 let from = now_ms.saturating_sub(millis(t));
                 let mut v: Vec<&Sample> =
-                    self.samples.range((from, 0)..).map(|(_, s)| s).rev().take(self.keep.max).collect();
+                    self.samples.range((from, 0)..).map(|(_, (s, _))| s).rev().take(self.keep.max).collect();
                 v.reverse();
                 v
             }
@@ -260,9 +263,17 @@ mod tests {
         }
         assert_eq!(w.len(), 50);
         assert!(w.predictions.len() <= 50);
-        assert!(w.keys.len() <= 2 * 50 + 1024);
+        assert_eq!(w.keys.len(), 50, "a key leaves with its sample");
         let sel = w.select(WindowSpec::Time(Duration::from_secs(3600)), 1000);
         assert_eq!(sel.samples.len(), 50);
         assert_eq!(sel.samples[0].time_ms, 950);
+        // Steady churn (one label in, the oldest out) never grows the key table past what the
+        // kept samples need: the soak's RSS step came from a table that trailed its samples.
+        let grown = w.keys.capacity();
+        for i in 1000..200_000 {
+            w.insert(format!("r{i}").into(), 0, sample(i, "1"), i);
+        }
+        assert_eq!((w.len(), w.keys.len()), (50, 50));
+        assert!(w.keys.capacity() <= grown.max(128), "key table grew to {} under churn", w.keys.capacity());
     }
 }
