@@ -3,8 +3,9 @@
 //! [`RequestBody`] wraps the client's body on its way upstream; [`ResponseBody`] wraps the
 //! upstream's body on its way to the client and, when it ends (or is dropped because the client
 //! left), assembles the [`Capture`] and offers it to the queue. Chunks are passed on unchanged;
-//! the tap keeps a reference-counted slice of the first chunk (no copy for single-chunk bodies)
-//! and copies later chunks only up to `capture.max_body_bytes`.
+//! the tap copies a small first chunk (a slice would pin hyper's whole read buffer while the
+//! capture is queued), keeps a reference-counted slice of a large one (no copy for large
+//! single-chunk bodies) and copies later chunks only up to `capture.max_body_bytes`.
 //!
 //! [`ResponseBody`] also owns the upstream body's **idle timeout** (`proxy.body_idle_timeout`,
 //! Envoy's `stream_idle_timeout`, nginx's `proxy_read_timeout`): once the headers have gone to
@@ -31,6 +32,9 @@ use super::admission::InFlightGuard;
 use super::h1::H1Conn;
 use crate::telemetry::VersionMetrics;
 
+/// First chunks up to this size are copied into the capture rather than sliced (see `push`).
+const COPY_BELOW: usize = 16 * 1024;
+
 /// Accumulates up to `cap` bytes of a body.
 #[derive(Debug, Default)]
 pub struct Collected {
@@ -49,6 +53,9 @@ impl Collected {
         }
         let take = &chunk[..chunk.len().min(room)];
         match (&self.first, &mut self.rest) {
+            // A small chunk is copied: a slice would share, and keep alive while the capture
+            // waits in the analysis and mirror queues, the whole read buffer hyper cut it from.
+            (None, _) if take.len() <= COPY_BELOW => self.first = Some(Bytes::copy_from_slice(take)),
             (None, _) => self.first = Some(chunk.slice(..take.len())),
             (Some(first), None) => {
                 let mut buf = BytesMut::with_capacity((first.len() + take.len()).min(cap));
@@ -390,14 +397,27 @@ mod tests {
     use bytes::Bytes;
 
     #[test]
-    fn single_chunk_is_kept_without_copy() {
-        let chunk = Bytes::from_static(b"hello world");
+    fn a_small_first_chunk_is_copied_out_of_the_read_buffer() {
+        // hyper cuts a body chunk from its connection's read buffer (8 KiB and up): a slice of
+        // a 100-byte body would keep all of it alive while the capture waits in the queues.
+        let read_buffer = Bytes::from(vec![7u8; 8192]);
+        let chunk = read_buffer.slice(..100);
         let mut c = Collected::default();
         c.push(&chunk, 1024);
         let body = c.take();
         assert_eq!(body.bytes, chunk);
-        assert_eq!(body.bytes.as_ptr(), chunk.as_ptr());
+        assert_ne!(body.bytes.as_ptr(), chunk.as_ptr(), "copied, not a slice of the read buffer");
         assert!(!body.truncated());
+    }
+
+    #[test]
+    fn a_large_single_chunk_is_kept_without_copy() {
+        let chunk = Bytes::from(vec![7u8; super::COPY_BELOW + 1]);
+        let mut c = Collected::default();
+        c.push(&chunk, 1 << 20);
+        let body = c.take();
+        assert_eq!(body.bytes, chunk);
+        assert_eq!(body.bytes.as_ptr(), chunk.as_ptr());
     }
 
     #[test]
