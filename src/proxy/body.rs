@@ -33,7 +33,7 @@ use super::h1::H1Conn;
 use crate::telemetry::VersionMetrics;
 
 /// First chunks up to this size are copied into the capture rather than sliced (see `push`).
-const COPY_BELOW: usize = 16 * 1024;
+const COPY_UP_TO: usize = 16 * 1024;
 
 /// Accumulates up to `cap` bytes of a body.
 #[derive(Debug, Default)]
@@ -55,7 +55,7 @@ impl Collected {
         match (&self.first, &mut self.rest) {
             // A small chunk is copied: a slice would share, and keep alive while the capture
             // waits in the analysis and mirror queues, the whole read buffer hyper cut it from.
-            (None, _) if take.len() <= COPY_BELOW => self.first = Some(Bytes::copy_from_slice(take)),
+            (None, _) if take.len() <= COPY_UP_TO => self.first = Some(Bytes::copy_from_slice(take)),
             (None, _) => self.first = Some(chunk.slice(..take.len())),
             (Some(first), None) => {
                 let mut buf = BytesMut::with_capacity((first.len() + take.len()).min(cap));
@@ -412,7 +412,7 @@ mod tests {
 
     #[test]
     fn a_large_single_chunk_is_kept_without_copy() {
-        let chunk = Bytes::from(vec![7u8; super::COPY_BELOW + 1]);
+        let chunk = Bytes::from(vec![7u8; super::COPY_UP_TO + 1]);
         let mut c = Collected::default();
         c.push(&chunk, 1 << 20);
         let body = c.take();
